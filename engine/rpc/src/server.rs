@@ -1,0 +1,96 @@
+//! The serving side: one reader and one writer task per connection, one task per call, so a
+//! slow call never blocks the others on its connection.
+
+use crate::codec::{decode, encode, framing, Envelope};
+use crate::Message;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use keel_types::trace;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Responses queued for one connection's writer before handlers wait.
+const RESPONSES_QUEUED_MAX: usize = 1024;
+
+/// Accepts connections on `listener` forever and serves each with `handler`.
+///
+/// `handler` gets every decoded request and its answer is sent back under the same call id.
+/// A connection that sends a malformed or oversize frame is closed (and logged); the
+/// listener and every other connection keep serving.
+pub async fn serve<Req, Resp, H, F>(listener: TcpListener, handler: H)
+where
+    Req: Message,
+    Resp: Message,
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(stream, peer, handler.clone()));
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection until the peer closes it or sends a bad frame.
+pub async fn serve_connection<Req, Resp, H, F>(stream: TcpStream, peer: SocketAddr, handler: H)
+where
+    Req: Message,
+    Resp: Message,
+    H: Fn(Req) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Resp> + Send + 'static,
+{
+    #[cfg(not(madsim))]
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(read_half, framing());
+    let mut sink = FramedWrite::new(write_half, framing());
+    let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSES_QUEUED_MAX);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if let Err(err) = sink.send(frame).await {
+                tracing::debug!(%err, %peer, "rpc write failed; closing connection");
+                break;
+            }
+        }
+    });
+    loop {
+        let frame = match frames.next().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => {
+                tracing::error!(%err, %peer, "bad rpc frame; closing connection");
+                break;
+            }
+        };
+        trace::record("rpc.req", &frame);
+        let envelope: Envelope<Req> = match decode(&frame) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::error!(%err, %peer, "malformed rpc request; closing connection");
+                break;
+            }
+        };
+        let handler = handler.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let body = handler(envelope.body).await;
+            match encode(&Envelope { id: envelope.id, body }) {
+                Ok(bytes) => {
+                    let _ = tx.send(bytes).await;
+                }
+                Err(err) => tracing::error!(%err, "response could not be encoded"),
+            }
+        });
+    }
+    writer.abort();
+}

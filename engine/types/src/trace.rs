@@ -1,0 +1,88 @@
+//! The determinism trace: every interesting event (message delivered, RPC outcome, storage
+//! batch, fault) is folded into a per-thread running hash. The simulator runs one seed twice
+//! and compares the hashes; any difference is nondeterminism, which is a bug.
+//!
+//! A madsim runtime drives all of its nodes from one OS thread, so a thread-local hash is
+//! exactly one run's trace even when several seeds run on parallel threads. In production
+//! builds recording compiles to nothing.
+
+#[cfg(madsim)]
+use std::cell::Cell;
+
+#[cfg(madsim)]
+thread_local! {
+    static HASH: Cell<u64> = const { Cell::new(FNV_OFFSET) };
+    static EVENTS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[cfg_attr(not(madsim), allow(dead_code))]
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+#[cfg_attr(not(madsim), allow(dead_code))]
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Folds bytes into an FNV-1a hash; stable across runs and platforms (unlike `DefaultHasher`,
+/// whose algorithm may change between Rust releases).
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// Records one event: a short kind tag and its details. Cheap; call it freely.
+#[inline]
+pub fn record(kind: &str, detail: &[u8]) {
+    #[cfg(madsim)]
+    {
+        HASH.with(|h| {
+            let v = fnv1a(fnv1a(h.get(), kind.as_bytes()), detail);
+            h.set(fnv1a(v, &[0xff]));
+        });
+        EVENTS.with(|e| e.set(e.get() + 1));
+    }
+    #[cfg(not(madsim))]
+    {
+        let _ = (kind, detail);
+    }
+}
+
+/// Records an event whose details are a formatted string (for rarer events).
+#[macro_export]
+macro_rules! trace_event {
+    ($kind:expr, $($arg:tt)*) => {
+        $crate::trace::record($kind, format!($($arg)*).as_bytes())
+    };
+}
+
+/// Clears this thread's trace; the simulator calls it before each run.
+pub fn reset() {
+    #[cfg(madsim)]
+    {
+        HASH.with(|h| h.set(FNV_OFFSET));
+        EVENTS.with(|e| e.set(0));
+    }
+}
+
+/// This thread's trace so far: (hash, number of events).
+pub fn snapshot() -> (u64, u64) {
+    #[cfg(madsim)]
+    {
+        (HASH.with(|h| h.get()), EVENTS.with(|e| e.get()))
+    }
+    #[cfg(not(madsim))]
+    {
+        (0, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), FNV_OFFSET);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

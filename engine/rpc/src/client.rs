@@ -127,7 +127,7 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
             self.drop_connection(&conn).await;
             return Err(RpcError::ConnectionLost { addr: addr.clone() });
         }
-        match tokio::time::timeout_at(deadline, reply_rx).await {
+        match tokio::time::timeout(remaining(deadline), reply_rx).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => {
                 self.drop_connection(&conn).await;
@@ -156,7 +156,7 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
 
     async fn connection(&self, deadline: tokio::time::Instant) -> Result<Arc<Connection<Resp>>, RpcError> {
         let addr = &self.inner.addr;
-        let mut slot = match tokio::time::timeout_at(deadline, self.inner.conn.lock()).await {
+        let mut slot = match tokio::time::timeout(remaining(deadline), self.inner.conn.lock()).await {
             Ok(slot) => slot,
             Err(_) => return Err(RpcError::Unreachable { addr: addr.clone(), reason: "connect timed out".into() }),
         };
@@ -166,7 +166,7 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
             }
         }
         *slot = None;
-        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr.as_str())).await {
+        let stream = match tokio::time::timeout(remaining(deadline), TcpStream::connect(addr.as_str())).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {
                 trace::record("rpc.unreachable", addr.as_bytes());
@@ -181,6 +181,11 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
         *slot = Some(conn.clone());
         Ok(conn)
     }
+}
+
+/// Time left until `deadline` (madsim has no `timeout_at`, so every wait is a `timeout`).
+fn remaining(deadline: tokio::time::Instant) -> Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 impl<Resp: Message> Connection<Resp> {

@@ -1,0 +1,244 @@
+//! The simulated cluster: named madsim nodes with their own IPs, a simulated disk and a
+//! skewable clock per node that outlive kill/restart, and fault helpers over madsim's
+//! network simulator.
+
+use keel_storage::SimEngine;
+use keel_types::{trace_event, Clock};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// What a node's program gets when it (re)starts: its identity and the state that
+/// survives a kill — the disk and the clock.
+#[derive(Clone)]
+pub struct NodeEnv {
+    /// The node's name (also its trace label).
+    pub name: String,
+    /// The node's IP address.
+    pub ip: IpAddr,
+    /// The node's disk; it outlives kill/restart with the crash semantics of [`SimEngine`].
+    pub disk: SimEngine,
+    /// The node's wall clock, skewable by the harness.
+    pub clock: Clock,
+}
+
+impl NodeEnv {
+    /// `ip:port` of this node.
+    pub fn addr(&self, port: u16) -> String {
+        format!("{}:{port}", self.ip)
+    }
+}
+
+struct SimNode {
+    env: NodeEnv,
+    handle: NodeHandle,
+    alive: bool,
+    paused: bool,
+}
+
+/// A set of named simulated nodes and the faults that can be applied to them. Create it
+/// inside a madsim runtime (`Runtime::block_on`).
+pub struct Cluster {
+    handle: Handle,
+    nodes: BTreeMap<String, SimNode>,
+    next_ip: u32,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster::new()
+    }
+}
+
+impl Cluster {
+    /// An empty cluster in the current madsim runtime.
+    pub fn new() -> Cluster {
+        Cluster { handle: Handle::current(), nodes: BTreeMap::new(), next_ip: 1 }
+    }
+
+    /// Adds a node named `name` running `program`. The program is re-run from scratch
+    /// after every restart, with the same disk and clock. A panic inside a node ends
+    /// the whole simulation (a panic is a bug, never an expected fault).
+    pub fn add_node<F, Fut>(&mut self, name: &str, program: F) -> NodeEnv
+    where
+        F: Fn(NodeEnv) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        assert!(!self.nodes.contains_key(name), "node {name} added twice");
+        let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + self.next_ip));
+        self.next_ip += 1;
+        let env = NodeEnv { name: name.to_string(), ip, disk: SimEngine::new(), clock: Clock::new() };
+        let program = Arc::new(program);
+        let init_env = env.clone();
+        let handle = self
+            .handle
+            .create_node()
+            .name(name)
+            .ip(ip)
+            .init(move || {
+                let program = program.clone();
+                let env = init_env.clone();
+                async move { program(env).await }
+            })
+            .build();
+        trace_event!("sim.add", "{name} {ip}");
+        self.nodes.insert(name.to_string(), SimNode { env: env.clone(), handle, alive: true, paused: false });
+        env
+    }
+
+    /// Adds a node that only runs client tasks spawned with [`Cluster::spawn_on`].
+    pub fn add_client(&mut self, name: &str) -> NodeEnv {
+        self.add_node(name, |_env| std::future::pending::<()>())
+    }
+
+    /// Spawns a task on node `name` (it dies with the node).
+    pub fn spawn_on<F>(&self, name: &str, fut: F) -> madsim::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.node(name).handle.spawn(fut)
+    }
+
+    /// Names of all nodes, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// The environment of node `name`.
+    pub fn env(&self, name: &str) -> &NodeEnv {
+        &self.node(name).env
+    }
+
+    /// True unless the node is killed.
+    pub fn is_alive(&self, name: &str) -> bool {
+        self.node(name).alive
+    }
+
+    fn node(&self, name: &str) -> &SimNode {
+        self.nodes.get(name).unwrap_or_else(|| panic!("no node named {name}"))
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut SimNode {
+        self.nodes.get_mut(name).unwrap_or_else(|| panic!("no node named {name}"))
+    }
+
+    /// Kills the node: all its tasks stop at once and its disk loses what was not synced
+    /// (a random prefix of the pending writes may survive: a torn tail).
+    pub fn kill<R: Rng>(&mut self, name: &str, rng: &mut R) {
+        let handle = self.handle.clone();
+        let node = self.node_mut(name);
+        if !node.alive {
+            return;
+        }
+        handle.kill(node.handle.id());
+        node.env.disk.crash(rng);
+        node.alive = false;
+        node.paused = false;
+        trace_event!("sim.kill", "{name}");
+    }
+
+    /// Restarts a killed node: its program runs again over the same disk and clock.
+    pub fn restart(&mut self, name: &str) {
+        let handle = self.handle.clone();
+        let node = self.node_mut(name);
+        if node.alive {
+            return;
+        }
+        handle.restart(node.handle.id());
+        node.alive = true;
+        trace_event!("sim.restart", "{name}");
+    }
+
+    /// Freezes the node's tasks (a long GC pause or a stopped VM); the network keeps
+    /// delivering to it.
+    pub fn pause(&mut self, name: &str) {
+        let handle = self.handle.clone();
+        let node = self.node_mut(name);
+        if node.alive && !node.paused {
+            handle.pause(node.handle.id());
+            node.paused = true;
+            trace_event!("sim.pause", "{name}");
+        }
+    }
+
+    /// Unfreezes a paused node.
+    pub fn resume(&mut self, name: &str) {
+        let handle = self.handle.clone();
+        let node = self.node_mut(name);
+        if node.paused {
+            handle.resume(node.handle.id());
+            node.paused = false;
+            trace_event!("sim.resume", "{name}");
+        }
+    }
+
+    /// Cuts every link between the two groups, both directions.
+    pub fn partition(&self, side_a: &[&str], side_b: &[&str]) {
+        let net = NetSim::current();
+        for a in side_a {
+            for b in side_b {
+                net.clog_link(self.node(a).handle.id(), self.node(b).handle.id());
+                net.clog_link(self.node(b).handle.id(), self.node(a).handle.id());
+            }
+        }
+        trace_event!("sim.partition", "{side_a:?} | {side_b:?}");
+    }
+
+    /// Cuts traffic from `from` to `to` only; replies the other way still flow.
+    pub fn partition_one_way(&self, from: &str, to: &str) {
+        NetSim::current().clog_link(self.node(from).handle.id(), self.node(to).handle.id());
+        trace_event!("sim.oneway", "{from} -> {to}");
+    }
+
+    /// Isolates one node from every other node.
+    pub fn isolate(&self, name: &str) {
+        let others: Vec<String> = self.nodes.keys().filter(|n| n.as_str() != name).cloned().collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        self.partition(&[name], &others);
+    }
+
+    /// Heals every partition and clog.
+    pub fn heal(&self) {
+        let net = NetSim::current();
+        let ids: Vec<_> = self.nodes.values().map(|n| n.handle.id()).collect();
+        for a in &ids {
+            net.unclog_node(*a);
+            for b in &ids {
+                if a != b {
+                    net.unclog_link(*a, *b);
+                }
+            }
+        }
+        trace_event!("sim.heal", "");
+    }
+
+    /// Sets the packet loss rate of the whole network (0.0 – 1.0).
+    pub fn set_packet_loss(&self, rate: f64) {
+        NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+        trace_event!("sim.loss", "{rate}");
+    }
+
+    /// Skews node `name`'s wall clock by `offset_ms`.
+    pub fn skew_clock(&self, name: &str, offset_ms: i64) {
+        self.node(name).env.clock.set_offset_ms(offset_ms);
+        trace_event!("sim.skew", "{name} {offset_ms}");
+    }
+
+    /// Restarts every killed node, resumes paused ones, heals the network, clears loss and
+    /// clock skew: the start of a liveness phase.
+    pub fn heal_all(&mut self) {
+        let names = self.names();
+        for name in &names {
+            self.resume(name);
+            self.restart(name);
+            self.skew_clock(name, 0);
+        }
+        self.heal();
+        self.set_packet_loss(0.0);
+    }
+}

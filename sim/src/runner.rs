@@ -1,0 +1,126 @@
+//! Runs one seed of one scenario inside a fresh madsim runtime and summarises it in the
+//! JSON line DESIGN.md §6 promises.
+
+use keel_types::trace;
+use serde::Serialize;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The simulation seed: everything in the run follows from it.
+    pub seed: u64,
+    /// Workload name (see [`crate::scenario::WORKLOADS`]).
+    pub workload: String,
+    /// Fault families switched on.
+    pub nemesis: Vec<String>,
+    /// Length of the safety phase (faults on), simulated seconds.
+    pub duration_s: u64,
+}
+
+/// What a scenario reports back to the runner.
+#[derive(Clone, Debug, Default)]
+pub struct ScenarioOutcome {
+    /// Operations the workload completed (any outcome).
+    pub ops: u64,
+    /// Regions at the end (0 where the scenario has none).
+    pub regions: u64,
+    /// `None` when every check passed, else what was violated.
+    pub violation: Option<String>,
+}
+
+/// The one JSON line every run ends with.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunSummary {
+    /// Seed.
+    pub seed: u64,
+    /// Workload name.
+    pub workload: String,
+    /// Comma-separated fault families.
+    pub nemesis: String,
+    /// Operations completed.
+    pub ops: u64,
+    /// Simulated seconds the run took.
+    pub sim_seconds: f64,
+    /// Real seconds the run took.
+    pub wall_seconds: f64,
+    /// Regions at the end.
+    pub regions: u64,
+    /// "ok" or the violation.
+    pub verdict: String,
+    /// Hash of the full event trace, hex.
+    pub trace_hash: String,
+    /// Number of events folded into the hash.
+    pub trace_events: u64,
+}
+
+impl RunSummary {
+    /// True when every check passed.
+    pub fn ok(&self) -> bool {
+        self.verdict == "ok"
+    }
+
+    /// The fields that must be identical when the same seed runs twice.
+    pub fn fingerprint(&self) -> (u64, String, u64, String, u64, String) {
+        (self.ops, format!("{:.6}", self.sim_seconds), self.regions, self.verdict.clone(), self.trace_events, self.trace_hash.clone())
+    }
+}
+
+/// Simulated time a run may take beyond its safety phase before it counts as a hang.
+const RUN_OVERTIME_MAX: Duration = Duration::from_secs(600);
+
+/// Runs one seed and returns its summary. A panic anywhere in the simulation (an assertion
+/// in the engine, say) becomes a violation verdict.
+///
+/// Each run gets a fresh OS thread: thread-locals such as rand's `ThreadRng` (which raft-rs
+/// draws election timeouts from) and our trace hash then start from the run's seed instead
+/// of carrying state over from an earlier run on the same thread.
+pub fn run(cfg: &RunConfig) -> RunSummary {
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("sim-seed-{}", cfg.seed))
+        .spawn(move || run_on_this_thread(&cfg))
+        .expect("spawn simulation thread")
+        .join()
+        .expect("simulation thread panicked outside the runtime")
+}
+
+fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
+    trace::reset();
+    let wall = Instant::now();
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(cfg.duration_s) + RUN_OVERTIME_MAX);
+    let scenario_cfg = cfg.clone();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        rt.block_on(async move {
+            let start = tokio::time::Instant::now();
+            let outcome = crate::scenario::run(&scenario_cfg).await;
+            (outcome, start.elapsed())
+        })
+    }));
+    let (outcome, sim_seconds) = match result {
+        Ok((outcome, elapsed)) => (outcome, elapsed.as_secs_f64()),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            (ScenarioOutcome { violation: Some(format!("panic: {msg}")), ..Default::default() }, 0.0)
+        }
+    };
+    let (hash, events) = trace::snapshot();
+    RunSummary {
+        seed: cfg.seed,
+        workload: cfg.workload.clone(),
+        nemesis: cfg.nemesis.join(","),
+        ops: outcome.ops,
+        sim_seconds,
+        wall_seconds: wall.elapsed().as_secs_f64(),
+        regions: outcome.regions,
+        verdict: outcome.violation.unwrap_or_else(|| "ok".into()),
+        trace_hash: format!("{hash:016x}"),
+        trace_events: events,
+    }
+}

@@ -1,0 +1,19 @@
+//! Scenarios: a cluster shape, a workload and its checks, run under the chosen nemeses.
+
+mod counter;
+
+use crate::runner::{RunConfig, ScenarioOutcome};
+
+/// Workloads `cargo sim -- run --workload W` accepts.
+pub const WORKLOADS: &[&str] = &["counter"];
+
+/// Fault families the scenarios understand.
+pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
+
+/// Runs the scenario `cfg.workload` names. Call inside a madsim runtime.
+pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
+    match cfg.workload.as_str() {
+        "counter" => counter::run(cfg).await,
+        other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
+    }
+}

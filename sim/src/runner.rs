@@ -63,7 +63,14 @@ impl RunSummary {
 
     /// The fields that must be identical when the same seed runs twice.
     pub fn fingerprint(&self) -> (u64, String, u64, String, u64, String) {
-        (self.ops, format!("{:.6}", self.sim_seconds), self.regions, self.verdict.clone(), self.trace_events, self.trace_hash.clone())
+        (
+            self.ops,
+            format!("{:.6}", self.sim_seconds),
+            self.regions,
+            self.verdict.clone(),
+            self.trace_events,
+            self.trace_hash.clone(),
+        )
     }
 }
 

@@ -46,10 +46,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 /// The length-delimited framing every keel connection uses.
 pub(crate) fn framing() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(FRAME_SIZE_MAX_BYTES)
-        .new_codec()
+    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(FRAME_SIZE_MAX_BYTES).new_codec()
 }
 
 /// One call on the wire: the caller's id for matching the reply, and the body.

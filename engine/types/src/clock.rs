@@ -23,10 +23,7 @@ impl Clock {
     pub fn now_ms(&self) -> u64 {
         // Reading SystemTime here is the one sanctioned wall-clock read (DESIGN.md §2);
         // madsim intercepts it in the simulator.
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         (real + self.offset_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 

@@ -164,19 +164,19 @@ async fn client_loop(
 }
 
 fn record(log: &mut ClientLog, add: Option<u64>, result: Result<CounterResponse, RpcError>) {
-        log.ops += 1;
-        match (add, result) {
-            (Some(n), Ok(CounterResponse::Total(t))) => {
-                log.acked_sum += n;
-                observe(log, t);
-            }
-            (None, Ok(CounterResponse::Total(t))) => observe(log, t),
-            (Some(n), Ok(CounterResponse::DiskError(_))) => log.unknown_sum += n,
-            (Some(n), Err(err)) if err.outcome_unknown() => log.unknown_sum += n,
-            (_, Err(RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::ConnectionLost { .. })) => {}
-            (_, Err(RpcError::Encode(e))) => log.violation = Some(format!("encode error: {e}")),
-            (None, Ok(CounterResponse::DiskError(e))) => log.violation = Some(format!("read failed: {e}")),
+    log.ops += 1;
+    match (add, result) {
+        (Some(n), Ok(CounterResponse::Total(t))) => {
+            log.acked_sum += n;
+            observe(log, t);
         }
+        (None, Ok(CounterResponse::Total(t))) => observe(log, t),
+        (Some(n), Ok(CounterResponse::DiskError(_))) => log.unknown_sum += n,
+        (Some(n), Err(err)) if err.outcome_unknown() => log.unknown_sum += n,
+        (_, Err(RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::ConnectionLost { .. })) => {}
+        (_, Err(RpcError::Encode(e))) => log.violation = Some(format!("encode error: {e}")),
+        (None, Ok(CounterResponse::DiskError(e))) => log.violation = Some(format!("read failed: {e}")),
+    }
 }
 
 fn observe(log: &mut ClientLog, total: u64) {

@@ -40,9 +40,7 @@ impl WriteOp {
     /// The column family this operation touches.
     pub fn cf(&self) -> CfName {
         match self {
-            WriteOp::Put { cf, .. }
-            | WriteOp::Delete { cf, .. }
-            | WriteOp::DeleteRange { cf, .. } => *cf,
+            WriteOp::Put { cf, .. } | WriteOp::Delete { cf, .. } | WriteOp::DeleteRange { cf, .. } => *cf,
         }
     }
 
@@ -51,9 +49,7 @@ impl WriteOp {
             + match self {
                 WriteOp::Put { key, value, .. } => key.len() + value.len(),
                 WriteOp::Delete { key, .. } => key.len(),
-                WriteOp::DeleteRange { start, end, .. } => {
-                    start.len() + end.as_ref().map_or(0, Bytes::len)
-                }
+                WriteOp::DeleteRange { start, end, .. } => start.len() + end.as_ref().map_or(0, Bytes::len),
             }
     }
 }
@@ -78,10 +74,7 @@ impl WriteBatch {
 
     /// An empty batch with room for `n` operations.
     pub fn with_capacity(n: usize) -> Self {
-        WriteBatch {
-            ops: Vec::with_capacity(n),
-            size: 0,
-        }
+        WriteBatch { ops: Vec::with_capacity(n), size: 0 }
     }
 
     fn push(&mut self, op: WriteOp) {
@@ -91,19 +84,12 @@ impl WriteBatch {
 
     /// Sets `key` to `value` in `cf`.
     pub fn put(&mut self, cf: CfName, key: &[u8], value: &[u8]) {
-        self.push(WriteOp::Put {
-            cf,
-            key: Bytes::copy_from_slice(key),
-            value: Bytes::copy_from_slice(value),
-        });
+        self.push(WriteOp::Put { cf, key: Bytes::copy_from_slice(key), value: Bytes::copy_from_slice(value) });
     }
 
     /// Removes `key` from `cf`.
     pub fn delete(&mut self, cf: CfName, key: &[u8]) {
-        self.push(WriteOp::Delete {
-            cf,
-            key: Bytes::copy_from_slice(key),
-        });
+        self.push(WriteOp::Delete { cf, key: Bytes::copy_from_slice(key) });
     }
 
     /// Removes every key in `[start, end)` from `cf`. `start > end` is rejected
@@ -118,11 +104,7 @@ impl WriteBatch {
 
     /// Removes every key `>= start` from `cf` (a range with no upper bound).
     pub fn delete_from(&mut self, cf: CfName, start: &[u8]) {
-        self.push(WriteOp::DeleteRange {
-            cf,
-            start: Bytes::copy_from_slice(start),
-            end: None,
-        });
+        self.push(WriteOp::DeleteRange { cf, start: Bytes::copy_from_slice(start), end: None });
     }
 
     /// Appends all of `other`'s operations after this batch's (group commit).
@@ -180,9 +162,7 @@ impl WriteBatch {
                             return Err(key_too_long(end.len()));
                         }
                         if start > end {
-                            return Err(Error::InvalidArgument(
-                                "delete_range start is after end".to_string(),
-                            ));
+                            return Err(Error::InvalidArgument("delete_range start is after end".to_string()));
                         }
                     }
                 }
@@ -193,9 +173,7 @@ impl WriteBatch {
 }
 
 fn key_too_long(len: usize) -> Error {
-    Error::InvalidArgument(format!(
-        "key of {len} bytes exceeds KEY_LEN_MAX ({KEY_LEN_MAX})"
-    ))
+    Error::InvalidArgument(format!("key of {len} bytes exceeds KEY_LEN_MAX ({KEY_LEN_MAX})"))
 }
 
 /// Checks a key for writing or point reads: non-empty and at most [`KEY_LEN_MAX`].

@@ -23,13 +23,7 @@ pub enum CfName {
 
 impl CfName {
     /// Every column family, in a fixed order (also the order of [`CfName::index`]).
-    pub const ALL: [CfName; 5] = [
-        CfName::Default,
-        CfName::Lock,
-        CfName::Write,
-        CfName::Raw,
-        CfName::Raft,
-    ];
+    pub const ALL: [CfName; 5] = [CfName::Default, CfName::Lock, CfName::Write, CfName::Raw, CfName::Raft];
 
     /// The stable lower-case name, also used as the on-disk keyspace name.
     pub const fn as_str(self) -> &'static str {

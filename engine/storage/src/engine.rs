@@ -43,29 +43,22 @@ pub trait Snapshot: Send + Sync {
     /// Iterates the keys of `cf` within `(lower, upper)`, ascending, or descending
     /// when `reverse`. An empty or inverted range yields nothing. A corrupt entry
     /// yields an error item (and the iterator ends there).
-    fn iter(
-        &self,
-        cf: CfName,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        reverse: bool,
-    ) -> KvIter<'_>;
+    fn iter(&self, cf: CfName, lower: Bound<&[u8]>, upper: Bound<&[u8]>, reverse: bool) -> KvIter<'_>;
 
     /// At most `limit` pairs of `cf` in `[start, end)` (`end == None`: to the end of
     /// the CF), ascending, or descending from the end of the range when `reverse`.
     /// `limit == 0` returns nothing; pass `usize::MAX` for no limit.
-    fn scan(
-        &self,
-        cf: CfName,
-        start: &[u8],
-        end: Option<&[u8]>,
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<KvPair>> {
+    fn scan(&self, cf: CfName, start: &[u8], end: Option<&[u8]>, reverse: bool, limit: usize) -> Result<Vec<KvPair>> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        self.iter(cf, Bound::Included(start), upper, reverse)
-            .take(limit)
-            .collect()
+        let mut iter = self.iter(cf, Bound::Included(start), upper, reverse);
+        if limit == 0 {
+            // Still surface a poisoned/closed engine or a corrupt first entry.
+            return match iter.next() {
+                Some(Err(e)) => Err(e),
+                _ => Ok(Vec::new()),
+            };
+        }
+        iter.take(limit).collect()
     }
 }
 

@@ -13,10 +13,7 @@
 use crate::batch::check_key;
 use crate::engine::{owned_bound, range_is_empty};
 use crate::sim::StopAfterError;
-use crate::{
-    CfName, Engine, Error, KvIter, KvPair, RangeStats, Result, Snapshot, WriteBatch, WriteOp,
-    WriteOptions,
-};
+use crate::{CfName, Engine, Error, KvIter, KvPair, RangeStats, Result, Snapshot, WriteBatch, WriteOp, WriteOptions};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -39,9 +36,7 @@ pub struct FjallEngine {
 
 impl std::fmt::Debug for FjallEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FjallEngine")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("FjallEngine").field("path", &self.path).finish()
     }
 }
 
@@ -55,10 +50,7 @@ fn map_err(cf: Option<CfName>, e: fjall::Error) -> Error {
         | fjall::Error::InvalidTag(_)
         | fjall::Error::JournalRecovery(_)
         | fjall::Error::Storage(_)) => match cf {
-            Some(cf) => Error::Corruption {
-                cf,
-                detail: e.to_string(),
-            },
+            Some(cf) => Error::Corruption { cf, detail: e.to_string() },
             None => Error::Backend(e.to_string()),
         },
         e => Error::Backend(e.to_string()),
@@ -70,14 +62,9 @@ impl FjallEngine {
     /// whatever a previous process made durable.
     pub fn open(path: impl AsRef<Path>) -> Result<FjallEngine> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::builder(&path)
-            .manual_journal_persist(true)
-            .open()
-            .map_err(|e| map_err(None, e))?;
-        let open = |cf: CfName| {
-            db.keyspace(cf.as_str(), KeyspaceCreateOptions::default)
-                .map_err(|e| map_err(Some(cf), e))
-        };
+        let db = Database::builder(&path).manual_journal_persist(true).open().map_err(|e| map_err(None, e))?;
+        let open =
+            |cf: CfName| db.keyspace(cf.as_str(), KeyspaceCreateOptions::default).map_err(|e| map_err(Some(cf), e));
         let cfs = [
             open(CfName::Default)?,
             open(CfName::Lock)?,
@@ -86,8 +73,7 @@ impl FjallEngine {
             open(CfName::Raft)?,
         ];
         // Keyspace creation is itself made durable, so the set of CFs never tears.
-        db.persist(PersistMode::SyncAll)
-            .map_err(|e| map_err(None, e))?;
+        db.persist(PersistMode::SyncAll).map_err(|e| map_err(None, e))?;
         Ok(FjallEngine {
             db,
             cfs: Arc::new(cfs),
@@ -134,18 +120,12 @@ impl FjallEngine {
     /// [`crate::PlantedBug::FjallSkipSync`] applies to this engine.
     #[cfg(feature = "planted-bugs")]
     pub fn plant_bug(&self, bug: Option<crate::PlantedBug>) {
-        self.bug.store(
-            bug == Some(crate::PlantedBug::FjallSkipSync),
-            Ordering::Relaxed,
-        );
+        self.bug.store(bug == Some(crate::PlantedBug::FjallSkipSync), Ordering::Relaxed);
     }
 
     /// Applies the batch's ops in order to an overlay of the current state and
     /// returns the final mutation per key (`None` = delete).
-    fn normalise(
-        &self,
-        batch: &WriteBatch,
-    ) -> Result<BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>>> {
+    fn normalise(&self, batch: &WriteBatch) -> Result<BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>>> {
         let mut overlay: BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
         for op in batch.ops() {
             match op {
@@ -168,15 +148,8 @@ impl FjallEngine {
                     }
                     let lo = (*cf, start.to_vec());
                     let keys: Vec<_> = match end {
-                        Some(end) => overlay
-                            .range(lo..(*cf, end.to_vec()))
-                            .map(|(k, _)| k.clone())
-                            .collect(),
-                        None => overlay
-                            .range(lo..)
-                            .take_while(|((c, _), _)| c == cf)
-                            .map(|(k, _)| k.clone())
-                            .collect(),
+                        Some(end) => overlay.range(lo..(*cf, end.to_vec())).map(|(k, _)| k.clone()).collect(),
+                        None => overlay.range(lo..).take_while(|((c, _), _)| c == cf).map(|(k, _)| k.clone()).collect(),
                     };
                     for k in keys {
                         overlay.insert(k, None);
@@ -198,6 +171,12 @@ impl Engine for FjallEngine {
             return if opts.sync { self.sync() } else { Ok(()) };
         }
         let overlay = self.normalise(&batch)?;
+        if overlay.is_empty() {
+            // Nothing to write (e.g. a delete_range over no keys). fjall's commit
+            // of an empty batch returns without persisting, so sync explicitly:
+            // earlier unsynced batches must become durable all the same.
+            return if opts.sync { self.sync() } else { Ok(()) };
+        }
         let durability = (opts.sync && !self.skip_sync()).then_some(PersistMode::SyncAll);
         let mut fb = self.db.batch().durability(durability);
         for ((cf, key), value) in overlay {
@@ -218,26 +197,17 @@ impl Engine for FjallEngine {
         if self.skip_sync() {
             return Ok(());
         }
-        self.db
-            .persist(PersistMode::SyncAll)
-            .map_err(|e| self.poison(e))
+        self.db.persist(PersistMode::SyncAll).map_err(|e| self.poison(e))
     }
 
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check()?;
         check_key(key)?;
-        self.ks(cf)
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| map_err(Some(cf), e))
+        self.ks(cf).get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| map_err(Some(cf), e))
     }
 
     fn snapshot(&self) -> Box<dyn Snapshot> {
-        Box::new(FjallSnapshot {
-            snap: self.db.snapshot(),
-            cfs: self.cfs.clone(),
-            poisoned: self.poisoned.clone(),
-        })
+        Box::new(FjallSnapshot { snap: self.db.snapshot(), cfs: self.cfs.clone(), poisoned: self.poisoned.clone() })
     }
 
     /// Exact today (a scan of the range); will use table metadata for large ranges.
@@ -274,19 +244,10 @@ impl Snapshot for FjallSnapshot {
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check()?;
         check_key(key)?;
-        self.snap
-            .get(&self.cfs[cf.index()], key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| map_err(Some(cf), e))
+        self.snap.get(&self.cfs[cf.index()], key).map(|v| v.map(|v| v.to_vec())).map_err(|e| map_err(Some(cf), e))
     }
 
-    fn iter(
-        &self,
-        cf: CfName,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        reverse: bool,
-    ) -> KvIter<'_> {
+    fn iter(&self, cf: CfName, lower: Bound<&[u8]>, upper: Bound<&[u8]>, reverse: bool) -> KvIter<'_> {
         if let Err(e) = self.check() {
             return Box::new(std::iter::once(Err(e)));
         }
@@ -299,11 +260,7 @@ impl Snapshot for FjallSnapshot {
             let (k, v) = g.into_inner().map_err(|e| map_err(Some(cf), e))?;
             Ok((k.to_vec(), v.to_vec()))
         };
-        let inner: KvIter<'_> = if reverse {
-            Box::new(it.rev().map(conv))
-        } else {
-            Box::new(it.map(conv))
-        };
+        let inner: KvIter<'_> = if reverse { Box::new(it.rev().map(conv)) } else { Box::new(it.map(conv)) };
         Box::new(StopAfterError { inner, done: false })
     }
 }
@@ -331,21 +288,12 @@ mod tests {
             e.write(b, WriteOptions::NO_SYNC).unwrap();
             assert_eq!(e.get(CfName::Raw, b"a").unwrap(), None);
             let all = snap.scan(CfName::Raw, b"", None, true, usize::MAX).unwrap();
-            assert_eq!(
-                all,
-                vec![
-                    (b"c".to_vec(), b"3".to_vec()),
-                    (b"a".to_vec(), b"1".to_vec())
-                ]
-            );
+            assert_eq!(all, vec![(b"c".to_vec(), b"3".to_vec()), (b"a".to_vec(), b"1".to_vec())]);
             e.sync().unwrap();
         }
         let e = FjallEngine::open(dir.path()).unwrap();
         assert_eq!(e.get(CfName::Raw, b"a").unwrap(), None);
         assert_eq!(e.get(CfName::Lock, b"a").unwrap(), Some(b"L".to_vec()));
-        assert!(matches!(
-            e.get(CfName::Lock, b""),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(e.get(CfName::Lock, b""), Err(Error::InvalidArgument(_))));
     }
 }

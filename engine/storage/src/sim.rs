@@ -52,13 +52,7 @@ impl Cfs {
             match op {
                 WriteOp::Put { key, value, .. } => {
                     let checksum = kv_checksum(key, value);
-                    map.insert(
-                        key.clone(),
-                        Stored {
-                            value: value.clone(),
-                            checksum,
-                        },
-                    );
+                    map.insert(key.clone(), Stored { value: value.clone(), checksum });
                 }
                 WriteOp::Delete { key, .. } => {
                     map.remove::<[u8]>(key);
@@ -69,10 +63,7 @@ impl Cfs {
                     if range_is_empty(lower, upper) {
                         continue;
                     }
-                    let doomed: Vec<Bytes> = map
-                        .range::<_, [u8]>((lower, upper))
-                        .map(|(k, _)| k.clone())
-                        .collect();
+                    let doomed: Vec<Bytes> = map.range::<_, [u8]>((lower, upper)).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
                         map.remove::<[u8]>(&k);
                     }
@@ -186,10 +177,7 @@ impl Default for SimEngine {
 impl std::fmt::Debug for SimEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = self.lock();
-        f.debug_struct("SimEngine")
-            .field("pending", &d.pending.len())
-            .field("stats", &d.stats)
-            .finish()
+        f.debug_struct("SimEngine").field("pending", &d.pending.len()).field("stats", &d.stats).finish()
     }
 }
 
@@ -285,12 +273,7 @@ impl SimEngine {
         for cf in CfName::ALL {
             let len = d.visible.cf(cf).len();
             if idx < len {
-                hit = d
-                    .visible
-                    .cf(cf)
-                    .iter()
-                    .nth(idx)
-                    .map(|(k, v)| (cf, k.clone(), v.clone()));
+                hit = d.visible.cf(cf).iter().nth(idx).map(|(k, v)| (cf, k.clone(), v.clone()));
                 break;
             }
             idx -= len;
@@ -330,8 +313,7 @@ impl SimEngine {
         let mut h = 0u64;
         for cf in CfName::ALL {
             for (k, v) in d.visible.cf(cf).iter() {
-                h = kv_checksum(&h.to_le_bytes(), &v.checksum.to_le_bytes())
-                    ^ kv_checksum(k, &[cf.index() as u8]);
+                h = kv_checksum(&h.to_le_bytes(), &v.checksum.to_le_bytes()) ^ kv_checksum(k, &[cf.index() as u8]);
             }
         }
         h
@@ -348,10 +330,7 @@ fn verify(cf: CfName, key: &[u8], stored: &Stored) -> Result<Vec<u8>> {
     if kv_checksum(key, &stored.value) != stored.checksum {
         return Err(Error::Corruption {
             cf,
-            detail: format!(
-                "checksum mismatch for key {:?}",
-                Bytes::copy_from_slice(key)
-            ),
+            detail: format!("checksum mismatch for key {:?}", Bytes::copy_from_slice(key)),
         });
     }
     Ok(stored.value.to_vec())
@@ -405,19 +384,12 @@ impl Engine for SimEngine {
         let d = self.lock();
         d.incarnation.check()?;
         check_key(key)?;
-        d.visible
-            .cf(cf)
-            .get(key)
-            .map(|s| verify(cf, key, s))
-            .transpose()
+        d.visible.cf(cf).get(key).map(|s| verify(cf, key, s)).transpose()
     }
 
     fn snapshot(&self) -> Box<dyn Snapshot> {
         let d = self.lock();
-        Box::new(SimSnapshot {
-            cfs: d.visible.clone(),
-            incarnation: d.incarnation.clone(),
-        })
+        Box::new(SimSnapshot { cfs: d.visible.clone(), incarnation: d.incarnation.clone() })
     }
 
     fn approximate_size(&self, cf: CfName, start: &[u8], end: Option<&[u8]>) -> Result<RangeStats> {
@@ -436,20 +408,10 @@ impl Snapshot for SimSnapshot {
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.incarnation.check()?;
         check_key(key)?;
-        self.cfs
-            .cf(cf)
-            .get(key)
-            .map(|s| verify(cf, key, s))
-            .transpose()
+        self.cfs.cf(cf).get(key).map(|s| verify(cf, key, s)).transpose()
     }
 
-    fn iter(
-        &self,
-        cf: CfName,
-        lower: Bound<&[u8]>,
-        upper: Bound<&[u8]>,
-        reverse: bool,
-    ) -> KvIter<'_> {
+    fn iter(&self, cf: CfName, lower: Bound<&[u8]>, upper: Bound<&[u8]>, reverse: bool) -> KvIter<'_> {
         if let Err(e) = self.incarnation.check() {
             return Box::new(std::iter::once(Err(e)));
         }
@@ -458,15 +420,8 @@ impl Snapshot for SimSnapshot {
         }
         let range = self.cfs.cf(cf).range::<_, [u8]>((lower, upper));
         let check = move |(k, s): (&Bytes, &Stored)| verify(cf, k, s).map(|v| (k.to_vec(), v));
-        let iter: KvIter<'_> = if reverse {
-            Box::new(range.rev().map(check))
-        } else {
-            Box::new(range.map(check))
-        };
-        Box::new(StopAfterError {
-            inner: iter,
-            done: false,
-        })
+        let iter: KvIter<'_> = if reverse { Box::new(range.rev().map(check)) } else { Box::new(range.map(check)) };
+        Box::new(StopAfterError { inner: iter, done: false })
     }
 }
 
@@ -531,10 +486,7 @@ mod tests {
         assert!(e.is_poisoned());
         assert!(matches!(e.get(CfName::Raw, b"a"), Err(Error::Poisoned)));
         assert!(matches!(e.sync(), Err(Error::Poisoned)));
-        assert!(matches!(
-            e.snapshot().get(CfName::Raw, b"a"),
-            Err(Error::Poisoned)
-        ));
+        assert!(matches!(e.snapshot().get(CfName::Raw, b"a"), Err(Error::Poisoned)));
         e.crash_keeping(0);
         assert!(!e.is_poisoned());
         assert_eq!(e.get(CfName::Raw, b"a").unwrap(), Some(b"1".to_vec()));
@@ -557,23 +509,15 @@ mod tests {
         }
         assert_eq!(corrupted.len(), 2, "both keys hit in 20 draws");
         for key in [&b"a"[..], b"e"] {
-            assert!(matches!(
-                e.get(CfName::Raw, key),
-                Err(Error::Corruption { .. })
-            ));
+            assert!(matches!(e.get(CfName::Raw, key), Err(Error::Corruption { .. })));
         }
         let snap = e.snapshot();
-        let items: Vec<_> = snap
-            .iter(CfName::Raw, Bound::Unbounded, Bound::Unbounded, false)
-            .collect();
+        let items: Vec<_> = snap.iter(CfName::Raw, Bound::Unbounded, Bound::Unbounded, false).collect();
         assert_eq!(items.len(), 1);
         assert!(matches!(items[0], Err(Error::Corruption { .. })));
         // The corruption is on the durable image: it survives a crash.
         e.crash_keeping(0);
-        assert!(matches!(
-            e.get(CfName::Raw, b"a"),
-            Err(Error::Corruption { .. })
-        ));
+        assert!(matches!(e.get(CfName::Raw, b"a"), Err(Error::Corruption { .. })));
         // Overwriting repairs it.
         put(&e, b"a", b"fresh", false);
         assert_eq!(e.get(CfName::Raw, b"a").unwrap(), Some(b"fresh".to_vec()));

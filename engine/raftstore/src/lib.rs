@@ -1,3 +1,31 @@
-//! Multi-raft: region peers over raft-rs, raft log, apply, split, conf change, snapshots
+//! Multi-raft: every region replica on a store is a raft-rs node driven by one store loop
+//! that persists all of them in one synced batch per round (group commit), applies
+//! committed commands to the data column families, serves linearizable reads through
+//! ReadIndex, truncates logs and ships snapshots to peers that fell behind.
 //!
-//! Filled by a later issue; see shared DESIGN.md §1 for its place in the layering.
+//! Layering: depends on `keel-types` and `keel-storage` only. It knows nothing of RPC,
+//! PD clients or transactions: the server injects a [`Transport`] and a [`PdReporter`].
+
+mod apply;
+pub mod cmd;
+mod config;
+pub mod keys;
+mod peer;
+mod peer_storage;
+mod snapshot;
+mod store;
+
+pub use config::StoreConfig;
+pub use peer_storage::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
+pub use store::{PdReporter, RegionStatus, Store, StoreHandle, Transport};
+
+use keel_types::Region;
+
+/// A linearizable view of a region for a read: the region as of the read (to check keys
+/// against) and an engine snapshot that contains every write acknowledged before the read.
+pub struct ReadView {
+    /// The region.
+    pub region: Region,
+    /// The data.
+    pub snapshot: Box<dyn keel_storage::Snapshot>,
+}

@@ -1,7 +1,8 @@
 //! The calling side: a lazily (re)connected connection per peer address, calls matched to
 //! replies by id, and errors that say whether the call may have taken effect.
 
-use crate::codec::{decode, encode, framing, Envelope};
+use crate::codec::{framing, Envelope};
+use keel_types::codec::{decode, encode};
 use crate::Message;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -122,7 +123,7 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
         let (reply_tx, reply_rx) = oneshot::channel();
         conn.pending.lock().expect("pending lock").insert(id, reply_tx);
         let replies_before = conn.replies.load(Ordering::Relaxed);
-        if conn.tx.send(bytes).await.is_err() {
+        if conn.tx.send(Bytes::from(bytes)).await.is_err() {
             conn.pending.lock().expect("pending lock").remove(&id);
             self.drop_connection(&conn).await;
             return Err(RpcError::ConnectionLost { addr: addr.clone() });

@@ -14,7 +14,6 @@ mod codec;
 mod server;
 
 pub use client::{RpcClient, RpcError};
-pub use codec::{decode, encode, CodecError};
 pub use server::{serve, serve_connection};
 
 /// A message that can travel in an RPC envelope.

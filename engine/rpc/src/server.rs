@@ -1,7 +1,8 @@
 //! The serving side: one reader and one writer task per connection, one task per call, so a
 //! slow call never blocks the others on its connection.
 
-use crate::codec::{decode, encode, framing, Envelope};
+use crate::codec::{framing, Envelope};
+use keel_types::codec::{decode, encode};
 use crate::Message;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -86,7 +87,7 @@ where
             let body = handler(envelope.body).await;
             match encode(&Envelope { id: envelope.id, body }) {
                 Ok(bytes) => {
-                    let _ = tx.send(bytes).await;
+                    let _ = tx.send(Bytes::from(bytes)).await;
                 }
                 Err(err) => tracing::error!(%err, "response could not be encoded"),
             }

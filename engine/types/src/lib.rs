@@ -6,8 +6,10 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod codec;
 pub mod error;
 pub mod limits;
+pub mod proto;
 pub mod region;
 pub mod timestamp;
 pub mod trace;

@@ -1,0 +1,117 @@
+//! Commands proposed through raft and their results. Everything a replica applies comes
+//! from here, so every replica computes the same state from the same log.
+
+use keel_storage::CfName;
+use keel_types::{Region, RegionEpoch, RegionId};
+use serde::{Deserialize, Serialize};
+
+/// One data change, applied in order within its command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Set a key.
+    Put {
+        /// Column family.
+        cf: CfName,
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Remove a key.
+    Delete {
+        /// Column family.
+        cf: CfName,
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Remove `[start, end)` (clipped to the region at apply time; empty end = region end).
+    DeleteRange {
+        /// Column family.
+        cf: CfName,
+        /// Inclusive start.
+        start: Vec<u8>,
+        /// Exclusive end.
+        end: Vec<u8>,
+    },
+    /// Set `key` to `value` only if its value equals `expected` (`None`: absent). Evaluated
+    /// at apply time, so it is atomic with respect to every other command.
+    CompareAndSwap {
+        /// Column family.
+        cf: CfName,
+        /// Key.
+        key: Vec<u8>,
+        /// Required current value.
+        expected: Option<Vec<u8>>,
+        /// New value.
+        value: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// The keys this request touches (range requests return their start).
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Request::Put { key, .. } | Request::Delete { key, .. } | Request::CompareAndSwap { key, .. } => key,
+            Request::DeleteRange { start, .. } => start,
+        }
+    }
+}
+
+/// An administrative command that changes the region itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Split at `split_key`: the region keeps `[start, split_key)`, a new region with
+    /// `new_region_id` takes `[split_key, end)` with one new peer id per existing peer.
+    Split {
+        /// First key of the new right region.
+        split_key: Vec<u8>,
+        /// Id of the new region.
+        new_region_id: RegionId,
+        /// New peer ids, in the order of the region's peers.
+        new_peer_ids: Vec<u64>,
+    },
+}
+
+/// What is proposed through raft: the region and epoch the proposer validated against,
+/// and the body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftCmd {
+    /// Region the command was proposed in.
+    pub region_id: RegionId,
+    /// Epoch the proposer checked; a command whose epoch is stale at apply time is skipped.
+    pub epoch: RegionEpoch,
+    /// The body.
+    pub body: CmdBody,
+}
+
+/// The body of a [`RaftCmd`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CmdBody {
+    /// Data changes, applied atomically.
+    Write(Vec<Request>),
+    /// A region change.
+    Admin(AdminRequest),
+}
+
+/// The result of applying one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestResult {
+    /// Applied.
+    Done,
+    /// A compare-and-swap: whether it swapped and the value it found.
+    Cas {
+        /// True when swapped.
+        succeeded: bool,
+        /// The value before.
+        previous: Option<Vec<u8>>,
+    },
+}
+
+/// The result of applying a whole command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdResult {
+    /// A write, one result per request.
+    Write(Vec<RequestResult>),
+    /// A split: the regions after it (left, right).
+    Split(Vec<Region>),
+}

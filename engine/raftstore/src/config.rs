@@ -1,0 +1,56 @@
+//! Tunables of a store's raft machinery. Every limit has a name; `test_min` shrinks them so
+//! the simulator reaches rare paths (log truncation, snapshots) all the time.
+
+use keel_types::StoreId;
+use std::time::Duration;
+
+/// Configuration of one store's raft machinery.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// This store's id.
+    pub store_id: StoreId,
+    /// Interval between raft ticks.
+    pub tick_interval: Duration,
+    /// Ticks without a leader before a follower campaigns (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// Ticks between region heartbeats to PD from each leader.
+    pub pd_heartbeat_ticks: u64,
+    /// Truncate a region's log once this many applied entries are in it...
+    pub raft_log_gc_threshold: u64,
+    /// ...keeping this many of the newest applied entries for slightly lagging followers.
+    pub raft_log_keep_entries: u64,
+    /// Messages the store loop takes from its inbox before processing a round.
+    pub round_msgs_max: usize,
+    /// Capacity of the store loop's inbox; senders wait beyond it.
+    pub inbox_capacity: usize,
+}
+
+impl StoreConfig {
+    /// Production defaults.
+    pub fn production(store_id: StoreId) -> StoreConfig {
+        StoreConfig {
+            store_id,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            pd_heartbeat_ticks: 20,
+            raft_log_gc_threshold: 10_000,
+            raft_log_keep_entries: 1_000,
+            round_msgs_max: 4096,
+            inbox_capacity: 65_536,
+        }
+    }
+
+    /// Small limits for the simulator: frequent truncation and snapshots.
+    pub fn test_min(store_id: StoreId) -> StoreConfig {
+        StoreConfig {
+            raft_log_gc_threshold: 64,
+            raft_log_keep_entries: 8,
+            round_msgs_max: 64,
+            inbox_capacity: 4096,
+            ..StoreConfig::production(store_id)
+        }
+    }
+}

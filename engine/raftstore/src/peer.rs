@@ -1,0 +1,257 @@
+//! One region's replica on this store: the raft-rs node, the proposals and reads waiting
+//! on it, and how its committed entries are applied.
+
+use crate::apply::{apply_cmd, ApplyOutcome, Overlay};
+use crate::cmd::{CmdResult, RaftCmd};
+use crate::config::StoreConfig;
+use crate::peer_storage::{PeerState, PeerStorage};
+use crate::ReadView;
+use keel_storage::WriteBatch;
+use keel_types::codec::decode;
+use keel_types::proto::store::StoreError;
+use keel_types::{Peer as PeerMeta, Region, RegionError, RegionId};
+use raft::eraftpb::{Entry, EntryType};
+use raft::{RawNode, StateRole};
+use std::collections::{BTreeMap, VecDeque};
+use tokio::sync::oneshot;
+
+/// Where a proposal's result goes.
+pub type ProposeReply = oneshot::Sender<Result<CmdResult, StoreError>>;
+/// Where a read's view goes.
+pub type ReadReply = oneshot::Sender<Result<ReadView, StoreError>>;
+
+struct Proposal {
+    index: u64,
+    term: u64,
+    reply: ProposeReply,
+}
+
+struct WaitingRead {
+    since_tick: u64,
+    reply: ReadReply,
+}
+
+/// Replies and follow-ups that must wait until the round's batch is on disk.
+#[derive(Default)]
+pub struct ApplyEffects {
+    /// Proposal results to send.
+    pub replies: Vec<(ProposeReply, Result<CmdResult, StoreError>)>,
+    /// Regions created by splits applied in this round: (new region, campaign now).
+    pub created: Vec<(Region, bool)>,
+    /// Regions whose range or epoch changed (to report to PD).
+    pub changed: Vec<Region>,
+}
+
+/// A region replica.
+pub struct Peer {
+    /// The raft node over this peer's storage.
+    pub raw: RawNode<PeerStorage>,
+    /// This replica's identity.
+    pub meta: PeerMeta,
+    proposals: VecDeque<Proposal>,
+    next_read_ctx: u64,
+    waiting_reads: BTreeMap<u64, WaitingRead>,
+    ready_reads: VecDeque<(u64, ReadReply)>,
+    /// Ticks seen (a clock for expiring reads and pacing heartbeats).
+    pub ticks: u64,
+    /// Whether this peer led at the end of the last round.
+    pub was_leader: bool,
+}
+
+impl Peer {
+    /// Starts a replica over its loaded storage.
+    pub fn new(cfg: &StoreConfig, storage: PeerStorage) -> Result<Peer, String> {
+        let meta = *storage
+            .region
+            .peer_on_store(cfg.store_id)
+            .ok_or_else(|| format!("region {} has no peer on store {}", storage.region.id, cfg.store_id))?;
+        let raft_cfg = raft::Config {
+            id: meta.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: storage.apply_state.applied_index,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(|e| e.to_string())?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| e.to_string())?;
+        Ok(Peer {
+            raw,
+            meta,
+            proposals: VecDeque::new(),
+            next_read_ctx: 1,
+            waiting_reads: BTreeMap::new(),
+            ready_reads: VecDeque::new(),
+            ticks: 0,
+            was_leader: false,
+        })
+    }
+
+    /// The region id.
+    pub fn region_id(&self) -> RegionId {
+        self.raw.store().region.id
+    }
+
+    /// The region as this replica knows it.
+    pub fn region(&self) -> &Region {
+        &self.raw.store().region
+    }
+
+    /// True when this replica leads its region.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica believes in, if any.
+    pub fn leader(&self) -> Option<PeerMeta> {
+        let id = self.raw.raft.leader_id;
+        self.region().peer(id).copied()
+    }
+
+    /// The error to answer a client that reached a non-leader.
+    pub fn not_leader(&self) -> StoreError {
+        RegionError::NotLeader { region_id: self.region_id(), leader: self.leader() }.into()
+    }
+
+    /// Proposes an encoded command; the reply comes when it applies (or is superseded).
+    pub fn propose(&mut self, data: Vec<u8>, reply: ProposeReply) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        if self.raw.propose(vec![], data).is_err() || self.raw.raft.raft_log.last_index() == before {
+            // Dropped (e.g. a leader transfer is in progress).
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        self.proposals.push_back(Proposal {
+            index: self.raw.raft.raft_log.last_index(),
+            term: self.raw.raft.term,
+            reply,
+        });
+    }
+
+    /// Starts a linearizable read: the view is handed out once the read index is applied.
+    pub fn read(&mut self, reply: ReadReply) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, reply });
+    }
+
+    /// Moves confirmed reads (from a ready's read states) to the apply queue.
+    pub fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
+            let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
+            if let Some(w) = self.waiting_reads.remove(&u64::from_be_bytes(bytes)) {
+                self.ready_reads.push_back((rs.index, w.reply));
+            }
+        }
+    }
+
+    /// Fails reads that waited too long (raft may drop a read index silently) or that can
+    /// no longer be confirmed because this peer stopped leading.
+    pub fn expire_reads(&mut self, max_wait_ticks: u64) {
+        let leader = self.is_leader();
+        let now = self.ticks;
+        let expired: Vec<u64> = self
+            .waiting_reads
+            .iter()
+            .filter(|(_, w)| !leader || now.saturating_sub(w.since_tick) > max_wait_ticks)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in expired {
+            if let Some(w) = self.waiting_reads.remove(&ctx) {
+                let _ = w.reply.send(Err(self.not_leader()));
+            }
+        }
+    }
+
+    /// Hands out every read whose index has been applied. Call after the round's writes.
+    pub fn serve_ready_reads(&mut self) {
+        let applied = self.raw.store().apply_state.applied_index;
+        while self.ready_reads.front().is_some_and(|(index, _)| *index <= applied) {
+            let (_, reply) = self.ready_reads.pop_front().expect("front exists");
+            let view = ReadView { region: self.region().clone(), snapshot: self.raw.store().engine().snapshot() };
+            let _ = reply.send(Ok(view));
+        }
+    }
+
+    /// Applies committed entries into `batch`; results are collected in `effects` and must
+    /// only be released after the batch is written.
+    pub fn apply_committed(
+        &mut self,
+        entries: Vec<Entry>,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        effects: &mut ApplyEffects,
+    ) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in entries {
+            let outcome = self.apply_entry(&entry, batch, overlay, effects)?;
+            self.raw.mut_store().apply_state.applied_index = entry.index;
+            self.answer(entry.index, entry.term, outcome, effects);
+        }
+        self.raw.store().stage_apply_state(batch);
+        Ok(())
+    }
+
+    fn apply_entry(
+        &mut self,
+        entry: &Entry,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        effects: &mut ApplyEffects,
+    ) -> Result<Option<ApplyOutcome>, String> {
+        match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => Ok(None),
+            EntryType::EntryNormal => {
+                let cmd: RaftCmd = decode(&entry.data).map_err(|e| format!("undecodable entry {}: {e}", entry.index))?;
+                let was_leader = self.is_leader();
+                let store = self.raw.mut_store();
+                let engine = store.engine().clone();
+                let outcome = apply_cmd(&*engine, overlay, batch, &mut store.region, cmd)?;
+                if let Ok(CmdResult::Split(regions)) = &outcome {
+                    store.stage_region_state(batch, PeerState::Normal);
+                    let right = regions[1].clone();
+                    PeerStorage::write_initial_state(batch, &right);
+                    effects.created.push((right, was_leader));
+                    effects.changed.extend(regions.iter().cloned());
+                }
+                Ok(Some(outcome))
+            }
+            other => Err(format!("region {}: unsupported entry type {other:?} at {}", self.region_id(), entry.index)),
+        }
+    }
+
+    fn answer(&mut self, index: u64, term: u64, outcome: Option<ApplyOutcome>, effects: &mut ApplyEffects) {
+        while let Some(p) = self.proposals.front() {
+            if p.index > index {
+                break;
+            }
+            let p = self.proposals.pop_front().expect("front exists");
+            let result = if p.index == index && p.term == term {
+                match &outcome {
+                    Some(Ok(r)) => Ok(r.clone()),
+                    Some(Err(e)) => Err(e.clone().into()),
+                    None => Err(RegionError::StaleCommand.into()),
+                }
+            } else {
+                // Another entry took this index: the proposal was certainly not committed.
+                Err(RegionError::StaleCommand.into())
+            };
+            effects.replies.push((p.reply, result));
+        }
+    }
+}

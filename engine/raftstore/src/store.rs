@@ -1,0 +1,429 @@
+//! The store loop: one task owns every region peer on this store. Each round it takes a
+//! batch of inbox messages, ticks when due, collects every peer's raft Ready, writes all of
+//! their log entries, hard states and applied data in ONE synced batch (group commit), and
+//! only then sends the messages that must follow persistence and answers clients.
+
+use crate::apply::Overlay;
+use crate::cmd::{CmdBody, CmdResult, RaftCmd};
+use crate::config::StoreConfig;
+use crate::keys;
+use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
+use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
+use crate::ReadView;
+use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
+use keel_types::codec::encode;
+use keel_types::proto::pd::RegionHeartbeat;
+use keel_types::proto::store::{Context, RaftEnvelope, StoreError};
+use keel_types::{trace, Region, RegionError, RegionId, StoreId};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use raft::StateRole;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Carries raft messages to other stores. Best effort: raft tolerates loss and reordering.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `msgs` to store `to`, without waiting.
+    fn send(&self, to: StoreId, msgs: Vec<RaftEnvelope>);
+}
+
+/// Tells PD what this store's leaders see. Best effort, never blocks the store loop.
+pub trait PdReporter: Send + Sync + 'static {
+    /// A leader's periodic (or on-election) report.
+    fn region_heartbeat(&self, hb: RegionHeartbeat);
+    /// A split was applied on the leader.
+    fn report_split(&self, left: Region, right: Region);
+}
+
+/// A region's state as the store loop reports it (for heartbeats, status pages and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionStatus {
+    /// The region.
+    pub region: Region,
+    /// Whether this store's peer leads it.
+    pub is_leader: bool,
+    /// Raft term.
+    pub term: u64,
+    /// Applied index.
+    pub applied_index: u64,
+    /// First index still in the log (truncation point + 1).
+    pub first_index: u64,
+}
+
+enum StoreMsg {
+    Raft(Vec<RaftEnvelope>),
+    Propose { ctx: Context, body: CmdBody, reply: ProposeReply },
+    Read { ctx: Context, reply: ReadReply },
+    CreateRegion { region: Region, reply: oneshot::Sender<Result<bool, String>> },
+    Status { reply: oneshot::Sender<Vec<RegionStatus>> },
+}
+
+/// The handle servers use to talk to the store loop. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<StoreMsg>,
+    store_id: StoreId,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("store loop stopped".into())
+}
+
+impl StoreHandle {
+    /// This store's id.
+    pub fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    /// Proposes a command in the context's region and waits until it is applied.
+    pub async fn propose(&self, ctx: Context, body: CmdBody) -> Result<CmdResult, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(StoreMsg::Propose { ctx, body, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// A linearizable view of the context's region (ReadIndex, then wait for apply).
+    pub async fn read(&self, ctx: Context) -> Result<ReadView, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(StoreMsg::Read { ctx, reply }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Hands raft messages from the network to the store loop.
+    pub async fn raft(&self, msgs: Vec<RaftEnvelope>) -> Result<(), StoreError> {
+        self.tx.send(StoreMsg::Raft(msgs)).await.map_err(|_| stopped())
+    }
+
+    /// Creates this store's peer of a region at its initial state (bootstrap). Returns
+    /// false when the region already exists here (then nothing changes).
+    pub async fn create_region(&self, region: Region) -> Result<bool, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(StoreMsg::CreateRegion { region, reply }).await.map_err(|_| "store loop stopped".to_string())?;
+        rx.await.map_err(|_| "store loop stopped".to_string())?
+    }
+
+    /// Every region on this store.
+    pub async fn status(&self) -> Vec<RegionStatus> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(StoreMsg::Status { reply }).await.is_err() {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// The store loop's state.
+pub struct Store {
+    cfg: StoreConfig,
+    engine: Arc<dyn Engine>,
+    peers: BTreeMap<RegionId, Peer>,
+    transport: Arc<dyn Transport>,
+    pd: Arc<dyn PdReporter>,
+    rx: mpsc::Receiver<StoreMsg>,
+    overlay: Overlay,
+}
+
+impl Store {
+    /// Loads every region peer this store has on disk and returns the loop (to be run with
+    /// [`Store::run`]) and its handle.
+    pub fn load(
+        cfg: StoreConfig,
+        engine: Arc<dyn Engine>,
+        transport: Arc<dyn Transport>,
+        pd: Arc<dyn PdReporter>,
+    ) -> Result<(Store, StoreHandle), String> {
+        let (lo, hi) = keys::region_meta_bounds();
+        let metas = engine.snapshot().scan(CfName::Raft, &lo, Some(&hi), false, usize::MAX).map_err(|e| e.to_string())?;
+        let mut peers = BTreeMap::new();
+        for (key, _) in metas {
+            let Some(region_id) = keys::parse_region_state_key(&key) else { continue };
+            let state: RegionLocalState = read(&*engine, &key)?.ok_or("region state vanished")?;
+            if state.state == PeerState::Tombstone {
+                continue;
+            }
+            let storage = PeerStorage::load(engine.clone(), state.region)?;
+            peers.insert(region_id, Peer::new(&cfg, storage)?);
+        }
+        let (tx, rx) = mpsc::channel(cfg.inbox_capacity);
+        let handle = StoreHandle { tx, store_id: cfg.store_id };
+        Ok((Store { cfg, engine, peers, transport, pd, rx, overlay: Overlay::default() }, handle))
+    }
+
+    /// Runs the loop until every handle is dropped (Ok) or the disk fails (Err: the node
+    /// must stop and restart from disk — never carry on after a failed write).
+    pub async fn run(mut self) -> Result<(), String> {
+        let mut ticker = tokio::time::interval(self.cfg.tick_interval);
+        loop {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return Ok(()),
+                },
+                _ = ticker.tick() => self.tick()?,
+            }
+            for _ in 0..self.cfg.round_msgs_max {
+                match self.rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+            }
+            self.process_ready()?;
+        }
+    }
+
+    fn check_context(&self, ctx: &Context) -> Result<(), StoreError> {
+        let Some(peer) = self.peers.get(&ctx.region_id) else {
+            return Err(RegionError::RegionNotFound { region_id: ctx.region_id }.into());
+        };
+        if ctx.peer.is_some_and(|p| p.id != peer.meta.id) {
+            return Err(RegionError::RegionNotFound { region_id: ctx.region_id }.into());
+        }
+        let current = peer.region().epoch;
+        if ctx.region_epoch.version != current.version || ctx.region_epoch.conf_ver < current.conf_ver {
+            return Err(RegionError::EpochNotMatch { current_regions: vec![peer.region().clone()] }.into());
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: StoreMsg) {
+        match msg {
+            StoreMsg::Raft(envs) => {
+                for env in envs {
+                    self.on_raft(env);
+                }
+            }
+            StoreMsg::Propose { ctx, body, reply } => {
+                if let Err(e) = self.check_context(&ctx) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let peer = self.peers.get_mut(&ctx.region_id).expect("checked");
+                let cmd = RaftCmd { region_id: ctx.region_id, epoch: peer.region().epoch, body };
+                match encode(&cmd) {
+                    Ok(data) => peer.propose(data, reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(format!("command does not encode: {e}"))));
+                    }
+                }
+            }
+            StoreMsg::Read { ctx, reply } => match self.check_context(&ctx) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+                Ok(()) => self.peers.get_mut(&ctx.region_id).expect("checked").read(reply),
+            },
+            StoreMsg::CreateRegion { region, reply } => {
+                let _ = reply.send(self.create_region(region));
+            }
+            StoreMsg::Status { reply } => {
+                let status = self
+                    .peers
+                    .values()
+                    .map(|p| RegionStatus {
+                        region: p.region().clone(),
+                        is_leader: p.is_leader(),
+                        term: p.raw.raft.term,
+                        applied_index: p.raw.store().apply_state.applied_index,
+                        first_index: p.raw.store().first_index_(),
+                    })
+                    .collect();
+                let _ = reply.send(status);
+            }
+        }
+    }
+
+    fn create_region(&mut self, region: Region) -> Result<bool, String> {
+        if self.peers.contains_key(&region.id) || read::<RegionLocalState>(&*self.engine, &keys::region_state_key(region.id))?.is_some() {
+            return Ok(false);
+        }
+        let mut batch = WriteBatch::new();
+        PeerStorage::write_initial_state(&mut batch, &region);
+        self.engine.write(batch, WriteOptions::SYNC).map_err(|e| e.to_string())?;
+        let storage = PeerStorage::load(self.engine.clone(), region.clone())?;
+        self.peers.insert(region.id, Peer::new(&self.cfg, storage)?);
+        trace::record("store.create_region", &region.id.to_be_bytes());
+        Ok(true)
+    }
+
+    fn on_raft(&mut self, env: RaftEnvelope) {
+        let Some(peer) = self.peers.get_mut(&env.region_id) else {
+            // Unknown region (not created here yet, or already removed): raft will retry.
+            return;
+        };
+        if env.to_peer.id != peer.meta.id {
+            return;
+        }
+        match Message::parse_from_bytes(&env.message) {
+            Ok(msg) => {
+                trace::record("raft.step", &env.message);
+                let _ = peer.raw.step(msg);
+            }
+            Err(e) => tracing::warn!(region = env.region_id, %e, "undecodable raft message dropped"),
+        }
+    }
+
+    fn tick(&mut self) -> Result<(), String> {
+        let mut gc_batch = WriteBatch::new();
+        for peer in self.peers.values_mut() {
+            peer.raw.tick();
+            peer.ticks += 1;
+            peer.expire_reads(self.cfg.election_ticks as u64 * 2);
+            if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
+                self.pd.region_heartbeat(heartbeat(peer));
+            }
+            let store = peer.raw.mut_store();
+            let applied = store.apply_state.applied_index;
+            if applied.saturating_sub(store.apply_state.truncated_index) > self.cfg.raft_log_gc_threshold {
+                store.compact_to(&mut gc_batch, applied - self.cfg.raft_log_keep_entries).map_err(|e| e.to_string())?;
+            }
+        }
+        if !gc_batch.is_empty() {
+            self.engine.write(gc_batch, WriteOptions::NO_SYNC).map_err(|e| format!("log gc write failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// One round of raft-rs's Ready protocol for every peer, with a single synced write.
+    fn process_ready(&mut self) -> Result<(), String> {
+        let mut batch = WriteBatch::new();
+        let mut must_sync = false;
+        let mut outbox: Vec<(RegionId, Vec<Message>)> = Vec::new();
+        let mut readies = Vec::new();
+        let mut effects = ApplyEffects::default();
+        let mut new_leaders = Vec::new();
+        self.overlay.clear();
+        for (&region_id, peer) in self.peers.iter_mut() {
+            if !peer.raw.has_ready() {
+                continue;
+            }
+            let mut rd = peer.raw.ready();
+            outbox.push((region_id, rd.take_messages()));
+            if let Some(ss) = rd.ss() {
+                if ss.raft_state == StateRole::Leader && !peer.was_leader {
+                    peer.was_leader = true;
+                    new_leaders.push(region_id);
+                    trace::record("raft.leader", &region_id.to_be_bytes());
+                } else if ss.raft_state != StateRole::Leader {
+                    peer.was_leader = false;
+                }
+            }
+            peer.on_read_states(rd.take_read_states());
+            if !rd.snapshot().is_empty() {
+                peer.raw.mut_store().apply_snapshot(&mut batch, rd.snapshot())?;
+                must_sync = true;
+            }
+            peer.apply_committed(rd.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
+            let store = peer.raw.mut_store();
+            store.append(&mut batch, rd.entries());
+            if let Some(hs) = rd.hs() {
+                store.set_hard_state(hs);
+            }
+            store.stage_raft_state(&mut batch);
+            must_sync |= rd.must_sync();
+            readies.push((region_id, rd));
+        }
+        if readies.is_empty() {
+            return Ok(());
+        }
+        self.write(batch, must_sync)?;
+        self.send(outbox);
+
+        // After persistence: persisted messages, advance, and whatever became committed.
+        let mut batch = WriteBatch::new();
+        let mut outbox = Vec::new();
+        self.overlay.clear();
+        for (region_id, mut rd) in readies {
+            let peer = self.peers.get_mut(&region_id).expect("peer of a ready");
+            let mut msgs = rd.take_persisted_messages();
+            let mut light = peer.raw.advance(rd);
+            if let Some(commit) = light.commit_index() {
+                peer.raw.mut_store().set_commit(commit);
+                peer.raw.store().stage_raft_state(&mut batch);
+            }
+            msgs.extend(light.take_messages());
+            outbox.push((region_id, msgs));
+            peer.apply_committed(light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
+            peer.raw.advance_apply();
+        }
+        if !batch.is_empty() {
+            self.write(batch, false)?;
+        }
+        self.send(outbox);
+        self.finish_round(effects, new_leaders)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), String> {
+        trace::record("store.write", &[batch.len() as u8, sync as u8]);
+        self.engine
+            .write(batch, WriteOptions { sync })
+            .map_err(|e| format!("store {}: disk write failed, stopping: {e}", self.cfg.store_id))
+    }
+
+    fn finish_round(&mut self, effects: ApplyEffects, new_leaders: Vec<RegionId>) -> Result<(), String> {
+        for (reply, result) in effects.replies {
+            let _ = reply.send(result);
+        }
+        for (region, campaign) in effects.created {
+            if self.peers.contains_key(&region.id) {
+                continue;
+            }
+            let storage = PeerStorage::load(self.engine.clone(), region.clone())?;
+            let mut peer = Peer::new(&self.cfg, storage)?;
+            if campaign {
+                let _ = peer.raw.campaign();
+            }
+            self.peers.insert(region.id, peer);
+        }
+        for region in effects.changed.chunks(2) {
+            if let [left, right] = region {
+                if self.peers.get(&left.id).is_some_and(Peer::is_leader) {
+                    self.pd.report_split(left.clone(), right.clone());
+                }
+            }
+        }
+        for peer in self.peers.values_mut() {
+            peer.serve_ready_reads();
+        }
+        // A new leader tells PD at once, so clients find it without waiting for a tick.
+        for region_id in new_leaders {
+            if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
+                self.pd.region_heartbeat(heartbeat(peer));
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, outbox: Vec<(RegionId, Vec<Message>)>) {
+        let mut by_store: BTreeMap<StoreId, Vec<RaftEnvelope>> = BTreeMap::new();
+        for (region_id, msgs) in outbox {
+            let Some(peer) = self.peers.get(&region_id) else { continue };
+            let region = peer.region();
+            for msg in msgs {
+                let Some(to) = region.peer(msg.to).copied() else { continue };
+                let message = msg.write_to_bytes().expect("raft message encodes");
+                by_store.entry(to.store_id).or_default().push(RaftEnvelope {
+                    region_id,
+                    from_peer: peer.meta,
+                    to_peer: to,
+                    region_epoch: region.epoch,
+                    start_key: region.start_key.clone(),
+                    end_key: region.end_key.clone(),
+                    message,
+                });
+            }
+        }
+        for (store_id, envs) in by_store {
+            self.transport.send(store_id, envs);
+        }
+    }
+}
+
+fn heartbeat(peer: &Peer) -> RegionHeartbeat {
+    RegionHeartbeat {
+        region: peer.region().clone(),
+        leader: Some(peer.meta),
+        term: peer.raw.raft.term,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,176 @@
+//! A storage node's protocol: raft traffic between peers and client commands.
+
+use crate::error::{InvalidArgument, KeyError, RegionError};
+use crate::{Peer, Region, RegionEpoch, RegionId};
+use serde::{Deserialize, Serialize};
+
+/// Where a client command is aimed: the region, the epoch the client believes in and the
+/// peer it thinks leads. A stale epoch or a wrong peer gets a typed region error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// Target region.
+    pub region_id: RegionId,
+    /// The client's view of the region's epoch.
+    pub region_epoch: RegionEpoch,
+    /// The peer the client addresses (its store id must be this store's).
+    pub peer: Option<Peer>,
+}
+
+/// A raft message between two peers of one region. The raft payload is the protobuf
+/// encoding of raft-rs's `eraftpb::Message` (this crate does not depend on raft).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftEnvelope {
+    /// The region.
+    pub region_id: RegionId,
+    /// Sender.
+    pub from_peer: Peer,
+    /// Receiver.
+    pub to_peer: Peer,
+    /// The sender's view of the region epoch.
+    pub region_epoch: RegionEpoch,
+    /// The sender's region range start, so a receiver that does not know the region yet
+    /// can create an uninitialised peer for it.
+    pub start_key: Vec<u8>,
+    /// The sender's region range end.
+    pub end_key: Vec<u8>,
+    /// Encoded `eraftpb::Message`.
+    pub message: Vec<u8>,
+}
+
+/// A RawKV command. Keys live in the `raw` column family, apart from transactional data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RawCommand {
+    /// Read one key.
+    Get {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Read many keys (all in the context's region).
+    BatchGet {
+        /// Keys.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Write one key.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Write many keys atomically (all in the context's region).
+    BatchPut {
+        /// Pairs.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Delete one key.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Delete many keys atomically.
+    BatchDelete {
+        /// Keys.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Delete every key in `[start_key, end_key)` (clipped to the region by the client).
+    DeleteRange {
+        /// Inclusive start.
+        start_key: Vec<u8>,
+        /// Exclusive end; empty means the region's end.
+        end_key: Vec<u8>,
+    },
+    /// Keys in `[start_key, end_key)` in order (descending when `reverse`), at most `limit`.
+    Scan {
+        /// Inclusive start.
+        start_key: Vec<u8>,
+        /// Exclusive end; empty means the region's end.
+        end_key: Vec<u8>,
+        /// Most pairs returned (1 ..= SCAN_LIMIT_MAX).
+        limit: u32,
+        /// Newest-first from `end_key` downwards.
+        reverse: bool,
+        /// Return empty values.
+        key_only: bool,
+    },
+    /// Atomically set `key` to `value` if its current value equals `expected`
+    /// (`None`: the key must be absent).
+    CompareAndSwap {
+        /// Key.
+        key: Vec<u8>,
+        /// Required current value.
+        expected: Option<Vec<u8>>,
+        /// New value.
+        value: Vec<u8>,
+    },
+}
+
+/// The result of a RawKV command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RawResponse {
+    /// `Get`.
+    Value(Option<Vec<u8>>),
+    /// `BatchGet`: found pairs only, in request order.
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A write succeeded.
+    Done,
+    /// `CompareAndSwap`: whether it swapped, and the value found.
+    Cas {
+        /// True when the value was swapped.
+        succeeded: bool,
+        /// The value before the command.
+        previous: Option<Vec<u8>>,
+    },
+}
+
+/// A call to a storage node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreRequest {
+    /// Raft messages for peers on this store (answered with `Ack` once queued).
+    Raft(Vec<RaftEnvelope>),
+    /// A RawKV command.
+    Raw {
+        /// Routing context.
+        ctx: Context,
+        /// The command.
+        cmd: RawCommand,
+    },
+    /// Split the context's region at `key` (manual split, `keel ctl split`).
+    SplitRegion {
+        /// Routing context.
+        ctx: Context,
+        /// Split key.
+        key: Vec<u8>,
+    },
+}
+
+/// Why a storage node refused or failed a call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum StoreError {
+    /// Routing is stale: refresh and retry.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// A transactional conflict.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Bad input: never retried.
+    #[error(transparent)]
+    Invalid(#[from] InvalidArgument),
+    /// The store cannot serve right now (e.g. its disk failed and it is stopping); the
+    /// command did not take effect.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A storage node's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoreResponse {
+    /// Raft messages were accepted.
+    Ack,
+    /// A RawKV result.
+    Raw(RawResponse),
+    /// A split result: the regions after the split.
+    Split(Vec<Region>),
+}
+
+/// What every store call returns.
+pub type StoreResult = Result<StoreResponse, StoreError>;

@@ -101,6 +101,7 @@ pub(crate) fn range_is_empty(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
 }
 
 /// Owned copy of a bound.
+#[cfg(not(madsim))]
 pub(crate) fn owned_bound(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
     match b {
         Bound::Included(k) => Bound::Included(k.to_vec()),

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A normalised batch: the final mutation per key (`None` = delete).
+type Overlay = BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>>;
+
 /// The production storage engine: fjall 3 with one keyspace per [`CfName`].
 pub struct FjallEngine {
     db: Database,
@@ -125,8 +128,8 @@ impl FjallEngine {
 
     /// Applies the batch's ops in order to an overlay of the current state and
     /// returns the final mutation per key (`None` = delete).
-    fn normalise(&self, batch: &WriteBatch) -> Result<BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>>> {
-        let mut overlay: BTreeMap<(CfName, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+    fn normalise(&self, batch: &WriteBatch) -> Result<Overlay> {
+        let mut overlay = Overlay::new();
         for op in batch.ops() {
             match op {
                 WriteOp::Put { cf, key, value } => {

@@ -524,6 +524,7 @@ fn config(cases: u32) -> Config {
 /// Sequences per SimEngine case (upper bound, exclusive).
 const SIM_OPS_MAX: usize = 80;
 /// Sequences per FjallEngine case: shorter, every crash/reopen opens a database.
+#[cfg(not(madsim))]
 const FJALL_OPS_MAX: usize = 30;
 /// Cases per engine per run.
 const CASES: u32 = 1000;

@@ -3,15 +3,16 @@
 //! Everything is in memory and deterministic: persistent ordered maps (`imbl`),
 //! no threads, no I/O, no clocks, randomness only from the caller's RNG.
 //!
-//! The disk keeps two images: `visible` (what the running node reads: every
-//! acknowledged batch) and `durable` (what survives a crash for certain), plus
-//! the `pending` batches written since the last sync, in order. A synced batch or
-//! `sync()` makes `durable = visible`. A crash keeps `durable` plus a prefix of
-//! `pending` (possibly empty, possibly all of it: a torn tail), and the handle then
-//! acts as the reopened disk.
+//! The disk keeps one image, `visible` (what the running node reads: every
+//! acknowledged batch), plus the `pending` batches written since the last sync, in
+//! order, each with an undo log (the previous value of every key it touched). A
+//! synced batch or `sync()` drops the undo logs: everything is durable. A crash
+//! rolls back a suffix of `pending` (possibly empty, possibly all of it), leaving
+//! a prefix (a torn tail), and the handle then acts as the reopened disk.
 //!
-//! Snapshots clone the five maps' roots (O(1)); writes after a snapshot copy only
-//! the touched tree paths.
+//! Snapshots clone the five maps' roots (O(1)); writes while a snapshot is alive
+//! copy only the touched tree paths. Keeping no separate durable image means a
+//! synced write does not pay for path copies.
 
 use crate::batch::check_key;
 use crate::checksum::kv_checksum;
@@ -31,11 +32,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// A stored value with the checksum computed when it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stored {
-    value: Bytes,
+    value: Blob,
     checksum: u64,
 }
 
-type CfMap = OrdMap<Bytes, Stored>;
+/// Keys and values are `Arc<[u8]>`: cloning a tree node (when a snapshot or an
+/// undo record shares it) is then one plain reference-count increment per entry.
+type Blob = Arc<[u8]>;
+
+type CfMap = OrdMap<Blob, Stored>;
 
 /// One image of all column families.
 #[derive(Clone, Default)]
@@ -46,16 +51,22 @@ impl Cfs {
         &self.0[cf.index()]
     }
 
-    fn apply(&mut self, batch: &WriteBatch) {
+    /// Applies `batch`, appending to `undo` what restores the previous state.
+    fn apply(&mut self, batch: &WriteBatch, undo: &mut Vec<Undo>) {
         for op in batch.ops() {
-            let map = &mut self.0[op.cf().index()];
+            let cf = op.cf();
+            let map = &mut self.0[cf.index()];
             match op {
                 WriteOp::Put { key, value, .. } => {
                     let checksum = kv_checksum(key, value);
-                    map.insert(key.clone(), Stored { value: value.clone(), checksum });
+                    let key: Blob = Arc::from(key.as_ref());
+                    let old = map.insert(key.clone(), Stored { value: Arc::from(value.as_ref()), checksum });
+                    undo.push((cf, key, old));
                 }
                 WriteOp::Delete { key, .. } => {
-                    map.remove::<[u8]>(key);
+                    if let Some((key, old)) = map.remove_with_key::<[u8]>(key) {
+                        undo.push((cf, key, Some(old)));
+                    }
                 }
                 WriteOp::DeleteRange { start, end, .. } => {
                     let lower = Bound::Included(start.as_ref());
@@ -63,14 +74,41 @@ impl Cfs {
                     if range_is_empty(lower, upper) {
                         continue;
                     }
-                    let doomed: Vec<Bytes> = map.range::<_, [u8]>((lower, upper)).map(|(k, _)| k.clone()).collect();
+                    let doomed: Vec<Blob> = map.range::<_, [u8]>((lower, upper)).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
-                        map.remove::<[u8]>(&k);
+                        if let Some(old) = map.remove::<[u8]>(&k) {
+                            undo.push((cf, k, Some(old)));
+                        }
                     }
                 }
             }
         }
     }
+    /// Reverts the effects recorded in `undo`.
+    fn roll_back(&mut self, undo: &[Undo]) {
+        for (cf, key, old) in undo.iter().rev() {
+            let map = &mut self.0[cf.index()];
+            match old {
+                Some(old) => {
+                    map.insert(key.clone(), old.clone());
+                }
+                None => {
+                    map.remove::<[u8]>(key);
+                }
+            }
+        }
+    }
+}
+
+/// The previous value of a key a batch touched (`None`: it was absent).
+type Undo = (CfName, Blob, Option<Stored>);
+
+/// An unsynced batch: what a crash may drop.
+struct Pending {
+    undo: Vec<Undo>,
+    /// Kept only for the planted "keep an unsynced batch" bug.
+    #[cfg(feature = "planted-bugs")]
+    batch: WriteBatch,
 }
 
 const LIVE: u8 = 0;
@@ -116,8 +154,7 @@ pub struct SimStats {
 
 struct Disk {
     visible: Cfs,
-    durable: Cfs,
-    pending: VecDeque<WriteBatch>,
+    pending: VecDeque<Pending>,
     incarnation: Arc<Incarnation>,
     fail_next_sync: bool,
     stats: SimStats,
@@ -151,7 +188,6 @@ impl Disk {
             tracing::warn!("simulated disk: injected sync failure, engine poisoned");
             return Err(Error::Io(std::io::Error::other("injected sync failure")));
         }
-        self.durable = self.visible.clone();
         self.pending.clear();
         self.stats.syncs += 1;
         Ok(())
@@ -187,7 +223,6 @@ impl SimEngine {
         SimEngine {
             disk: Arc::new(Mutex::new(Disk {
                 visible: Cfs::default(),
-                durable: Cfs::default(),
                 pending: VecDeque::new(),
                 incarnation: Arc::default(),
                 fail_next_sync: false,
@@ -225,20 +260,20 @@ impl SimEngine {
         let mut d = self.lock();
         let d = &mut *d;
         let keep = keep.min(d.pending.len());
-        let mut image = d.durable.clone();
-        for batch in d.pending.iter().take(keep) {
-            image.apply(batch);
+        #[cfg(feature = "planted-bugs")]
+        let resurrect = (keep + 1 < d.pending.len() && d.planted("keep-unsynced"))
+            .then(|| d.pending.back().map(|p| p.batch.clone()))
+            .flatten();
+        for p in d.pending.iter().skip(keep).rev() {
+            d.visible.roll_back(&p.undo);
         }
-        if keep + 1 < d.pending.len() && d.planted("keep-unsynced") {
-            if let Some(last) = d.pending.back() {
-                image.apply(last);
-            }
+        #[cfg(feature = "planted-bugs")]
+        if let Some(batch) = resurrect {
+            d.visible.apply(&batch, &mut Vec::new());
         }
         d.stats.crashes += 1;
         d.stats.batches_lost += (d.pending.len() - keep) as u64;
         d.pending.clear();
-        d.visible = image.clone();
-        d.durable = image;
         d.fail_next_sync = false;
         d.incarnation.0.store(CLOSED, Ordering::Release);
         d.incarnation = Arc::default();
@@ -258,9 +293,10 @@ impl SimEngine {
     }
 
     /// Flips one bit of a randomly chosen stored value (or of its checksum, for an
-    /// empty value), in the visible image and, when it holds the same value, the
-    /// durable one: later reads of it return [`Error::Corruption`]. Returns the
-    /// column family and key hit, or `None` if the disk is empty.
+    /// empty value) on the disk: later reads of it return [`Error::Corruption`].
+    /// (If a crash later rolls back the batch that wrote that value, the older
+    /// value it replaced comes back intact.) Returns the column family and key
+    /// hit, or `None` if the disk is empty.
     pub fn corrupt_random_value<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<(CfName, Vec<u8>)> {
         let mut d = self.lock();
         let d = &mut *d;
@@ -286,10 +322,7 @@ impl SimEngine {
             let mut v = stored.value.to_vec();
             let i = rng.gen_range(0..v.len());
             v[i] ^= 1 << rng.gen_range(0..8);
-            bad.value = Bytes::from(v);
-        }
-        if d.durable.cf(cf).get::<[u8]>(&key) == Some(&stored) {
-            d.durable.0[cf.index()].insert(key.clone(), bad.clone());
+            bad.value = Arc::from(v);
         }
         d.visible.0[cf.index()].insert(key.clone(), bad);
         d.stats.corruptions += 1;
@@ -356,15 +389,18 @@ impl Engine for SimEngine {
         d.incarnation.check()?;
         batch.validate()?;
         if !batch.is_empty() {
-            d.visible.apply(&batch);
-            d.pending.push_back(batch);
+            let mut undo = Vec::with_capacity(batch.len());
+            d.visible.apply(&batch, &mut undo);
+            d.pending.push_back(Pending {
+                undo,
+                #[cfg(feature = "planted-bugs")]
+                batch,
+            });
             d.stats.batches += 1;
             if d.pending.len() > SIM_PENDING_BATCHES_MAX {
-                let d = &mut *d;
-                if let Some(oldest) = d.pending.pop_front() {
-                    d.durable.apply(&oldest);
-                    d.stats.written_back += 1;
-                }
+                // Written back: the oldest batch can no longer be lost.
+                d.pending.pop_front();
+                d.stats.written_back += 1;
             }
         }
         if opts.sync {
@@ -419,7 +455,7 @@ impl Snapshot for SimSnapshot {
             return Box::new(std::iter::empty());
         }
         let range = self.cfs.cf(cf).range::<_, [u8]>((lower, upper));
-        let check = move |(k, s): (&Bytes, &Stored)| verify(cf, k, s).map(|v| (k.to_vec(), v));
+        let check = move |(k, s): (&Blob, &Stored)| verify(cf, k, s).map(|v| (k.to_vec(), v));
         let iter: KvIter<'_> = if reverse { Box::new(range.rev().map(check)) } else { Box::new(range.map(check)) };
         Box::new(StopAfterError { inner: iter, done: false })
     }

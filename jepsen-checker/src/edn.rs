@@ -37,11 +37,7 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Starts reading `src` at line `first_line`.
     pub fn new(src: &'a str, first_line: usize) -> Self {
-        Reader {
-            src: src.as_bytes(),
-            pos: 0,
-            line: first_line,
-        }
+        Reader { src: src.as_bytes(), pos: 0, line: first_line }
     }
 
     /// The current 1-based line.
@@ -50,10 +46,7 @@ impl<'a> Reader<'a> {
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, EdnError> {
-        Err(EdnError {
-            line: self.line,
-            message: message.into(),
-        })
+        Err(EdnError { line: self.line, message: message.into() })
     }
 
     fn skip_ws(&mut self) {
@@ -103,10 +96,8 @@ impl<'a> Reader<'a> {
                     return Ok(out);
                 }
                 Some(b')' | b']' | b'}') => {
-                    return self.err(format!(
-                        "unexpected '{}', expected '{}'",
-                        self.src[self.pos] as char, close as char
-                    ))
+                    return self
+                        .err(format!("unexpected '{}', expected '{}'", self.src[self.pos] as char, close as char))
                 }
                 _ => {
                     if self.src[self.pos..].starts_with(b"#_") {
@@ -181,11 +172,8 @@ impl<'a> Reader<'a> {
                 let start = self.pos;
                 self.pos += 1;
                 let rest = self.token();
-                let s = format!(
-                    "\\{}{}",
-                    String::from_utf8_lossy(&self.src[start..(start + 1).min(self.src.len())]),
-                    rest
-                );
+                let s =
+                    format!("\\{}{}", String::from_utf8_lossy(&self.src[start..(start + 1).min(self.src.len())]), rest);
                 Ok(Value::Symbol(s))
             }
             b')' | b']' | b'}' => self.err(format!("unexpected '{}'", c as char)),
@@ -203,8 +191,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         while self.pos < self.src.len() {
             match self.src[self.pos] {
-                b' ' | b'\t' | b'\r' | b'\n' | b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"'
-                | b';' => break,
+                b' ' | b'\t' | b'\r' | b'\n' | b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';' => break,
                 _ => self.pos += 1,
             }
         }
@@ -218,10 +205,7 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         loop {
             let Some(&c) = self.src.get(self.pos) else {
-                return Err(EdnError {
-                    line: start_line,
-                    message: "unterminated string".into(),
-                });
+                return Err(EdnError { line: start_line, message: "unterminated string".into() });
             };
             self.pos += 1;
             match c {
@@ -296,16 +280,10 @@ pub fn parse_all(src: &str) -> Result<Vec<(usize, Value)>, EdnError> {
 pub fn parse_one(src: &str) -> Result<Value, EdnError> {
     let mut r = Reader::new(src, 1);
     let Some((_, v)) = r.next_form()? else {
-        return Err(EdnError {
-            line: 1,
-            message: "expected a value, found nothing".into(),
-        });
+        return Err(EdnError { line: 1, message: "expected a value, found nothing".into() });
     };
     if let Some((line, _)) = r.next_form()? {
-        return Err(EdnError {
-            line,
-            message: "trailing data after value".into(),
-        });
+        return Err(EdnError { line, message: "trailing data after value".into() });
     }
     Ok(v)
 }
@@ -316,8 +294,9 @@ mod tests {
 
     #[test]
     fn reads_jepsen_op() {
-        let v = parse_one(r#"{:process 1, :type :ok, :f :txn, :value [[:append 9 2] [:r 8 nil]] :s "a\"b" :set #{1 2}}"#)
-            .unwrap();
+        let v =
+            parse_one(r#"{:process 1, :type :ok, :f :txn, :value [[:append 9 2] [:r 8 nil]] :s "a\"b" :set #{1 2}}"#)
+                .unwrap();
         assert_eq!(v.get("process"), Some(&Value::Int(1)));
         assert_eq!(v.get("type"), Some(&Value::Keyword("ok".into())));
         assert_eq!(v.get("s"), Some(&Value::Str("a\"b".into())));

@@ -123,14 +123,7 @@ pub struct ListAppendOpts {
 
 impl Default for ListAppendOpts {
     fn default() -> Self {
-        ListAppendOpts {
-            txns: 1000,
-            processes: 10,
-            active_keys: 8,
-            appends_per_key_max: 32,
-            mops_max: 4,
-            first_key: 0,
-        }
+        ListAppendOpts { txns: 1000, processes: 10, active_keys: 8, appends_per_key_max: 32, mops_max: 4, first_key: 0 }
     }
 }
 
@@ -163,11 +156,7 @@ pub fn list_append(opts: &ListAppendOpts, seed: u64) -> Vec<TxnEvent> {
                         }
                     })
                     .collect();
-                events.push(TxnEvent {
-                    process: p as u64,
-                    kind: "invoke",
-                    mops: mops.clone(),
-                });
+                events.push(TxnEvent { process: p as u64, kind: "invoke", mops: mops.clone() });
                 in_flight[p] = Some(mops);
                 started += 1;
             }
@@ -192,11 +181,7 @@ pub fn list_append(opts: &ListAppendOpts, seed: u64) -> Vec<TxnEvent> {
                         }
                     }
                 }
-                events.push(TxnEvent {
-                    process: p as u64,
-                    kind: "ok",
-                    mops: result,
-                });
+                events.push(TxnEvent { process: p as u64, kind: "ok", mops: result });
                 done += 1;
             }
         }
@@ -232,10 +217,7 @@ fn r(k: u64, l: &[u64]) -> MicroOp {
 /// `kind` on fresh keys. The planted transactions run concurrently (all invoked before
 /// any completes), except for the realtime variant, which needs them in sequence.
 pub fn planted(kind: &str, background: usize, seed: u64) -> Option<Vec<TxnEvent>> {
-    let opts = ListAppendOpts {
-        txns: background,
-        ..ListAppendOpts::default()
-    };
+    let opts = ListAppendOpts { txns: background, ..ListAppendOpts::default() };
     let mut events = list_append(&opts, seed);
     // Fresh keys and values, far from the background's.
     let (x, y, z, w) = (1_000_001, 1_000_002, 1_000_003, 1_000_004);
@@ -249,14 +231,8 @@ pub fn planted(kind: &str, background: usize, seed: u64) -> Option<Vec<TxnEvent>
         ],
         "G1a" => vec![("fail", vec![a(x, 1)]), ("ok", vec![r(x, &[1])])],
         "G1b" => vec![("ok", vec![a(x, 1), a(x, 2)]), ("ok", vec![r(x, &[1])])],
-        "G1c" => vec![
-            ("ok", vec![a(x, 1), r(y, &[1])]),
-            ("ok", vec![a(y, 1), r(x, &[1])]),
-        ],
-        "G-single" => vec![
-            ("ok", vec![a(x, 1), a(y, 1)]),
-            ("ok", vec![r(x, &[]), r(y, &[1])]),
-        ],
+        "G1c" => vec![("ok", vec![a(x, 1), r(y, &[1])]), ("ok", vec![a(y, 1), r(x, &[1])])],
+        "G-single" => vec![("ok", vec![a(x, 1), a(y, 1)]), ("ok", vec![r(x, &[]), r(y, &[1])])],
         "G-nonadjacent" => vec![
             ("ok", vec![r(w, &[1]), r(x, &[])]),
             ("ok", vec![a(x, 1), a(y, 1)]),
@@ -269,19 +245,14 @@ pub fn planted(kind: &str, background: usize, seed: u64) -> Option<Vec<TxnEvent>
             ("ok", vec![r(x, &[]), r(y, &[]), a(y, 1)]),
             ("ok", vec![r(x, &[1]), r(y, &[1])]),
         ],
-        "lost-update" => vec![
-            ("ok", vec![r(x, &[]), a(x, 1)]),
-            ("ok", vec![r(x, &[]), a(x, 2)]),
-            ("ok", vec![r(x, &[1, 2])]),
-        ],
+        "lost-update" => {
+            vec![("ok", vec![r(x, &[]), a(x, 1)]), ("ok", vec![r(x, &[]), a(x, 2)]), ("ok", vec![r(x, &[1, 2])])]
+        }
         "internal" => vec![("ok", vec![r(x, &[]), a(x, 1), r(x, &[])])],
         "duplicate-elements" => vec![("ok", vec![a(x, 1)]), ("ok", vec![r(x, &[1, 1])])],
-        "incompatible-order" => vec![
-            ("ok", vec![a(x, 1)]),
-            ("ok", vec![a(x, 2)]),
-            ("ok", vec![r(x, &[1, 2])]),
-            ("ok", vec![r(x, &[2, 1])]),
-        ],
+        "incompatible-order" => {
+            vec![("ok", vec![a(x, 1)]), ("ok", vec![a(x, 2)]), ("ok", vec![r(x, &[1, 2])]), ("ok", vec![r(x, &[2, 1])])]
+        }
         "G-single-realtime" => {
             // T1 appends and completes; T2 starts afterwards yet misses T1's append.
             let p = base;
@@ -309,11 +280,7 @@ pub fn planted(kind: &str, background: usize, seed: u64) -> Option<Vec<TxnEvent>
         });
     }
     for (i, (outcome, mops)) in txns.into_iter().enumerate() {
-        events.push(TxnEvent {
-            process: base + i as u64,
-            kind: outcome,
-            mops,
-        });
+        events.push(TxnEvent { process: base + i as u64, kind: outcome, mops });
     }
     Some(events)
 }

@@ -174,18 +174,12 @@ impl std::error::Error for ParseError {}
 
 impl From<edn::EdnError> for ParseError {
     fn from(e: edn::EdnError) -> Self {
-        ParseError {
-            line: e.line,
-            message: e.message,
-        }
+        ParseError { line: e.line, message: e.message }
     }
 }
 
 fn perr<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError {
-        line,
-        message: message.into(),
-    })
+    Err(ParseError { line, message: message.into() })
 }
 
 /// Guesses the format from the first meaningful line.
@@ -198,13 +192,9 @@ pub fn detect(src: &str) -> Result<Format, ParseError> {
         if t.contains("jepsen.util - ") {
             return Ok(Format::Log);
         }
-        if t.starts_with('{') {
-            let rest = t[1..].trim_start();
-            return Ok(if rest.starts_with('"') || rest.starts_with('}') {
-                Format::Jsonl
-            } else {
-                Format::Edn
-            });
+        if let Some(rest) = t.strip_prefix('{') {
+            let rest = rest.trim_start();
+            return Ok(if rest.starts_with('"') || rest.starts_with('}') { Format::Jsonl } else { Format::Edn });
         }
         if t.starts_with('[') || t.starts_with('#') || t.starts_with('(') {
             return Ok(Format::Edn);
@@ -268,15 +258,10 @@ fn event_from_map(line: usize, m: &Value) -> Result<Option<Event>, ParseError> {
 fn parse_edn(src: &str) -> Result<Vec<Event>, ParseError> {
     let forms = edn::parse_all(src)?;
     let items: Vec<(usize, Value)> = if forms.len() == 1 && matches!(forms[0].1, Value::Vec(_)) {
-        let (line, Value::Vec(v)) = forms.into_iter().next().expect("one form") else {
-            unreachable!()
-        };
+        let (line, Value::Vec(v)) = forms.into_iter().next().expect("one form") else { unreachable!() };
         // Element lines are not tracked inside one vector; recover them by re-reading.
         let lines = element_lines(src).unwrap_or_default();
-        v.into_iter()
-            .enumerate()
-            .map(|(i, x)| (lines.get(i).copied().unwrap_or(line), x))
-            .collect()
+        v.into_iter().enumerate().map(|(i, x)| (lines.get(i).copied().unwrap_or(line), x)).collect()
     } else {
         forms
     };
@@ -324,23 +309,11 @@ fn parse_log(src: &str) -> Result<Vec<Event>, ParseError> {
         };
         let f = fields[2].trim().trim_start_matches(':').to_string();
         let value = match fields.get(3) {
-            Some(v) if !v.trim().is_empty() => {
-                edn::parse_one(v.trim()).map_err(|e| ParseError {
-                    line: n,
-                    message: format!("bad value {:?}: {}", v.trim(), e.message),
-                })?
-            }
+            Some(v) if !v.trim().is_empty() => edn::parse_one(v.trim())
+                .map_err(|e| ParseError { line: n, message: format!("bad value {:?}: {}", v.trim(), e.message) })?,
             _ => Value::Nil,
         };
-        out.push(Event {
-            process: Some(process),
-            kind,
-            f,
-            key: None,
-            value,
-            time: None,
-            line: n,
-        });
+        out.push(Event { process: Some(process), kind, f, key: None, value, time: None, line: n });
     }
     Ok(out)
 }
@@ -413,16 +386,16 @@ impl History {
                     };
                     let Some(idx) = idx else {
                         let who = e.process.map(|p| format!("process {p}")).unwrap_or("an op".into());
-                        return perr(
-                            e.line,
-                            format!(":{} for {who} with no pending :invoke", kind.name()),
-                        );
+                        return perr(e.line, format!(":{} for {who} with no pending :invoke", kind.name()));
                     };
                     let op = &mut ops[idx];
                     if op.f != e.f {
                         return perr(
                             e.line,
-                            format!("completion :f {} does not match its invocation's :f {} (line {})", e.f, op.f, op.line),
+                            format!(
+                                "completion :f {} does not match its invocation's :f {} (line {})",
+                                e.f, op.f, op.line
+                            ),
                         );
                     }
                     op.outcome = kind;

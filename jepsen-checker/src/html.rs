@@ -12,10 +12,7 @@ use crate::report::Anomaly;
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\
@@ -60,10 +57,7 @@ pub fn timeline(h: &History, v: &Violation, explanation: &[String]) -> String {
     let width = left + col * (end as f64 + 1.0) + 20.0;
     let height = top + lane_h * lanes.len() as f64 + 20.0;
     let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\">"
-    );
+    let _ = write!(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\">");
     for (p, &lane) in &lanes {
         let y = top + lane as f64 * lane_h;
         let _ = write!(

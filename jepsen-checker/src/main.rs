@@ -106,9 +106,7 @@ fn run(args: &Args, h: &History) -> Result<(Verdict, Option<String>), String> {
                 partition: !args.no_partition,
                 time_limit: args.time_limit.map(Duration::from_secs_f64),
                 max_configs: args.max_configs,
-                threads: args
-                    .threads
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 ..LinConfig::default()
             };
             let rep = linear::check(h, &cfg).map_err(|e| e.to_string())?;
@@ -144,21 +142,9 @@ fn run(args: &Args, h: &History) -> Result<(Verdict, Option<String>), String> {
                     if let Some(k) = &v.key {
                         extra.insert("key".into(), k.clone().into());
                     }
-                    let anomaly = Anomaly {
-                        kind: "nonlinearizable".into(),
-                        txns: vec![v.stuck],
-                        explanation: lines.join(" "),
-                    };
-                    (
-                        Verdict {
-                            validity: Validity::Invalid,
-                            ops,
-                            anomalies: vec![anomaly],
-                            lines,
-                            extra,
-                        },
-                        Some(page),
-                    )
+                    let anomaly =
+                        Anomaly { kind: "nonlinearizable".into(), txns: vec![v.stuck], explanation: lines.join(" ") };
+                    (Verdict { validity: Validity::Invalid, ops, anomalies: vec![anomaly], lines, extra }, Some(page))
                 }
             })
         }
@@ -209,10 +195,7 @@ fn run(args: &Args, h: &History) -> Result<(Verdict, Option<String>), String> {
             ))
         }
         ModelArg::Bank => {
-            let cfg = bank::BankConfig {
-                total: args.total,
-                negative_forbidden: args.no_negative,
-            };
+            let cfg = bank::BankConfig { total: args.total, negative_forbidden: args.no_negative };
             let rep = bank::check(h, &cfg).map_err(|e| e.to_string())?;
             let mut lines = vec![format!(
                 "{} reads checked against total {}.",

@@ -75,10 +75,7 @@ impl Verdict {
         let mut m = serde_json::Map::new();
         m.insert("valid".into(), self.validity.json());
         m.insert("ops".into(), self.ops.into());
-        m.insert(
-            "anomalies".into(),
-            self.anomalies.iter().map(Anomaly::to_json).collect::<Vec<_>>().into(),
-        );
+        m.insert("anomalies".into(), self.anomalies.iter().map(Anomaly::to_json).collect::<Vec<_>>().into());
         m.insert("elapsed_ms".into(), (elapsed_ms as u64).into());
         for (k, v) in &self.extra {
             m.insert(k.clone(), v.clone());

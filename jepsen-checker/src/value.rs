@@ -55,10 +55,7 @@ impl Value {
     /// Looks up a map entry by keyword or string name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         match self {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_name() == Some(name))
-                .map(|(_, v)| v),
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_name() == Some(name)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -97,11 +94,7 @@ impl Value {
             },
             J::String(s) => Value::Str(s.clone()),
             J::Array(a) => Value::Vec(a.iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(
-                o.iter()
-                    .map(|(k, v)| (Value::Str(k.clone()), Value::from_json(v)))
-                    .collect(),
-            ),
+            J::Object(o) => Value::Map(o.iter().map(|(k, v)| (Value::Str(k.clone()), Value::from_json(v))).collect()),
         }
     }
 }

@@ -55,14 +55,20 @@ fn valid_exits_0() {
 fn invalid_exits_1_with_html() {
     let f = tmp("stale.edn", STALE_READ);
     let html = f.with_extension("html");
-    let (code, out, _) = run(&[f.to_str().unwrap(), "--model", "cas-register", "--initial", "0", "--html", html.to_str().unwrap()]);
+    let (code, out, _) =
+        run(&[f.to_str().unwrap(), "--model", "cas-register", "--initial", "0", "--html", html.to_str().unwrap()]);
     assert_eq!(code, 1, "{out:?}");
     let j = last_json(&out);
     assert_eq!(j["valid"], false);
     assert_eq!(j["anomalies"][0]["type"], "nonlinearizable");
     assert!(out.iter().any(|l| l.starts_with("Cannot place: p1 read 0")), "{out:?}");
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<svg") && page.contains("#c0392b") && !page.contains("<script") && !page.contains("http://www.w3.org/1999"));
+    assert!(
+        page.contains("<svg")
+            && page.contains("#c0392b")
+            && !page.contains("<script")
+            && !page.contains("http://www.w3.org/1999")
+    );
 }
 
 #[test]
@@ -108,7 +114,15 @@ fn usage_errors_exit_2() {
 fn format_override_and_txn_jsonl() {
     let ev = jepsen_checker::gen::planted("G1c", 20, 3).unwrap();
     let f = tmp("g1c.jsonl", &jepsen_checker::gen::to_jsonl(&ev));
-    let (code, out, _) = run(&[f.to_str().unwrap(), "--model", "list-append", "--format", "jsonl", "--consistency-model", "read-committed"]);
+    let (code, out, _) = run(&[
+        f.to_str().unwrap(),
+        "--model",
+        "list-append",
+        "--format",
+        "jsonl",
+        "--consistency-model",
+        "read-committed",
+    ]);
     assert_eq!(code, 1, "{out:?}");
     let j = last_json(&out);
     assert_eq!(j["anomalies"][0]["type"], "G1c");

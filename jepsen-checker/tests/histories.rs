@@ -27,15 +27,13 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 /// Runs the checker; returns (exit code, parsed last JSON line).
 fn check(file: &Path, flags: &[&str]) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_jepsen-checker"))
-        .arg(file)
-        .args(flags)
-        .output()
-        .expect("run jepsen-checker");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_jepsen-checker")).arg(file).args(flags).output().expect("run jepsen-checker");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{}: last line is not JSON ({e}): {last:?}\n{}", file.display(), String::from_utf8_lossy(&out.stderr)));
+    let json: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("{}: last line is not JSON ({e}): {last:?}\n{}", file.display(), String::from_utf8_lossy(&out.stderr))
+    });
     (out.status.code().expect("exit code"), json)
 }
 

@@ -48,6 +48,9 @@ pub struct Cycle {
 
 type Adj = Vec<Vec<(usize, u8, u32)>>;
 
+/// An edge `(from, to, kind, key)`.
+type Edge = (usize, usize, u8, u32);
+
 /// Iterative Tarjan over `adj` restricted to edges whose kind is in `mask`. Returns the
 /// component id of every node.
 fn tarjan(adj: &Adj, mask: u8) -> Vec<usize> {
@@ -110,7 +113,7 @@ fn tarjan(adj: &Adj, mask: u8) -> Vec<usize> {
 }
 
 /// Shortest path `from → to` using edges in `mask` between nodes with `comp == c`.
-fn bfs(adj: &Adj, mask: u8, comp: &[usize], from: usize, to: usize) -> Option<Vec<(usize, usize, u8, u32)>> {
+fn bfs(adj: &Adj, mask: u8, comp: &[usize], from: usize, to: usize) -> Option<Vec<Edge>> {
     let c = comp[from];
     let mut prev: Vec<Option<(usize, u8, u32)>> = vec![None; adj.len()];
     let mut seen = vec![false; adj.len()];
@@ -148,7 +151,7 @@ fn comp_sizes(comp: &[usize]) -> Vec<usize> {
 }
 
 /// A cycle through edge `a → b` (in `mask`) closed by a path `b → a` in `path_mask`.
-fn close(adj: &Adj, path_mask: u8, comp: &[usize], e: (usize, usize, u8, u32)) -> Option<Vec<(usize, usize, u8, u32)>> {
+fn close(adj: &Adj, path_mask: u8, comp: &[usize], e: Edge) -> Option<Vec<Edge>> {
     let mut cyc = vec![e];
     cyc.extend(bfs(adj, path_mask, comp, e.1, e.0)?);
     Some(cyc)
@@ -156,12 +159,8 @@ fn close(adj: &Adj, path_mask: u8, comp: &[usize], e: (usize, usize, u8, u32)) -
 
 /// Classifies one cycle in a strongly connected local graph using edges in `extra`
 /// besides data edges.
-fn classify(adj: &Adj, extra: u8) -> Option<(&'static str, Vec<(usize, usize, u8, u32)>)> {
-    let edges = || {
-        adj.iter()
-            .enumerate()
-            .flat_map(|(a, es)| es.iter().map(move |&(b, k, key)| (a, b, k, key)))
-    };
+fn classify(adj: &Adj, extra: u8) -> Option<(&'static str, Vec<Edge>)> {
+    let edges = || adj.iter().enumerate().flat_map(|(a, es)| es.iter().map(move |&(b, k, key)| (a, b, k, key)));
     // G0: only write-write (plus extra) edges.
     let m = WW | extra;
     let comp = tarjan(adj, m);

@@ -72,10 +72,7 @@ impl Consistency {
 impl std::str::FromStr for Consistency {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Consistency::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown consistency model {s:?}"))
+        Consistency::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| format!("unknown consistency model {s:?}"))
     }
 }
 
@@ -143,10 +140,7 @@ impl Interner {
 }
 
 fn bad<T>(op: &Operation, msg: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError {
-        line: op.line,
-        message: msg.into(),
-    })
+    Err(ParseError { line: op.line, message: msg.into() })
 }
 
 struct Ctx<'h> {
@@ -178,11 +172,7 @@ impl Ctx<'_> {
         *c += 1;
         if *c <= EXAMPLES_PER_KIND_MAX {
             let txns = txns.iter().map(|&t| self.txns[t].op).collect();
-            self.anomalies.push(Anomaly {
-                kind: kind.to_string(),
-                txns,
-                explanation,
-            });
+            self.anomalies.push(Anomaly { kind: kind.to_string(), txns, explanation });
         }
     }
 }
@@ -190,14 +180,8 @@ impl Ctx<'_> {
 fn parse_txns<'h>(h: &'h History, model: TxnModel) -> Result<Ctx<'h>, ParseError> {
     let mut cx = Ctx {
         h,
-        keys: Interner {
-            ids: FxMap::default(),
-            values: Vec::new(),
-        },
-        vals: Interner {
-            ids: FxMap::default(),
-            values: Vec::new(),
-        },
+        keys: Interner { ids: FxMap::default(), values: Vec::new() },
+        vals: Interner { ids: FxMap::default(), values: Vec::new() },
         txns: Vec::with_capacity(h.ops.len()),
         anomalies: Vec::new(),
         counts: FxMap::default(),
@@ -248,12 +232,7 @@ fn parse_txns<'h>(h: &'h History, model: TxnModel) -> Result<Ctx<'h>, ParseError
             };
             out.push(mop);
         }
-        cx.txns.push(Txn {
-            op: op.id,
-            process: op.process,
-            outcome: op.outcome,
-            mops: out,
-        });
+        cx.txns.push(Txn { op: op.id, process: op.process, outcome: op.outcome, mops: out });
     }
     Ok(cx)
 }
@@ -277,12 +256,7 @@ pub fn check(h: &History, model: TxnModel, consistency: Consistency) -> Result<E
     let valid = !ruled_out.contains(&consistency);
     let mut anomalies = cx.anomalies;
     anomalies.sort_by_key(|a| weakest_violated(&a.kind));
-    Ok(ElleReport {
-        anomalies,
-        ruled_out,
-        valid,
-        txns: n,
-    })
+    Ok(ElleReport { anomalies, ruled_out, valid, txns: n })
 }
 
 /// Process and realtime edges between transactions.
@@ -496,10 +470,7 @@ fn list_append(cx: &mut Ctx, g: &mut Graph) {
                 later.push(("incompatible-order", vec![r.0, other], e));
             }
         }
-        let writers: Vec<Option<usize>> = longest
-            .iter()
-            .map(|&x| writer.get(&(k, x)).map(|&(w, _)| w))
-            .collect();
+        let writers: Vec<Option<usize>> = longest.iter().map(|&x| writer.get(&(k, x)).map(|&(w, _)| w)).collect();
         let observed: FxMap<u32, ()> = longest.iter().map(|&x| (x, ())).collect();
         let mut unobserved: Vec<usize> = appends_by_key
             .get(&k)

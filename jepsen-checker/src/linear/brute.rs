@@ -23,10 +23,7 @@ fn go<M: Model>(m: &mut M, ops: &[LinOp<M::Op>], used: &mut [bool], state: &M::S
             continue;
         }
         // Every unused completed op that returned before i was called must come first.
-        let blocked = ops
-            .iter()
-            .zip(used.iter())
-            .any(|(o, &u)| !u && o.ret.is_some_and(|r| r < ops[i].call));
+        let blocked = ops.iter().zip(used.iter()).any(|(o, &u)| !u && o.ret.is_some_and(|r| r < ops[i].call));
         if blocked {
             continue;
         }

@@ -114,10 +114,7 @@ pub struct LinReport {
 }
 
 fn bad<T>(op: &Operation, msg: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError {
-        line: op.line,
-        message: msg.into(),
-    })
+    Err(ParseError { line: op.line, message: msg.into() })
 }
 
 /// The op's return position if it must be linearized, `None` if optional.
@@ -136,10 +133,7 @@ struct Interner {
 
 impl Interner {
     fn new() -> Self {
-        Interner {
-            ids: HashMap::new(),
-            values: Vec::new(),
-        }
+        Interner { ids: HashMap::new(), values: Vec::new() }
     }
     fn id(&mut self, v: &Value) -> u32 {
         if let Some(&i) = self.ids.get(v) {
@@ -173,17 +167,7 @@ fn prepare_register(h: &History, cfg: &LinConfig) -> Result<(RegisterModel, Part
     let cas_allowed = cfg.model == LinModel::CasRegister;
     for op in &h.ops {
         let key = op.key.as_ref().map(|k| k.to_string());
-        let mk = |o: RegOp, ret: Option<usize>| {
-            (
-                key.clone(),
-                LinOp {
-                    op: o,
-                    call: op.call,
-                    ret,
-                    id: op.id,
-                },
-            )
-        };
+        let mk = |o: RegOp, ret: Option<usize>| (key.clone(), LinOp { op: o, call: op.call, ret, id: op.id });
         match op.f.as_str() {
             "read" => {
                 if op.outcome != OpType::Ok {
@@ -204,8 +188,7 @@ fn prepare_register(h: &History, cfg: &LinConfig) -> Result<(RegisterModel, Part
                 items.push(mk(RegOp::Write(v), ret_of(op)));
             }
             "cas" if cas_allowed => {
-                let Some([from, to]) = op.invoke_value.as_seq().and_then(|s| <&[Value; 2]>::try_from(s).ok())
-                else {
+                let Some([from, to]) = op.invoke_value.as_seq().and_then(|s| <&[Value; 2]>::try_from(s).ok()) else {
                     return bad(op, format!("cas value must be [expected new], found {}", op.invoke_value));
                 };
                 let from = if from.is_nil() { ABSENT } else { vals.id(from) };
@@ -231,10 +214,7 @@ fn prepare_register(h: &History, cfg: &LinConfig) -> Result<(RegisterModel, Part
         None | Some(Value::Nil) => ABSENT,
         Some(v) => vals.id(v),
     };
-    let model = RegisterModel {
-        initial,
-        values: Arc::new(vals.values),
-    };
+    let model = RegisterModel { initial, values: Arc::new(vals.values) };
     Ok((model, group(items)))
 }
 
@@ -275,15 +255,7 @@ fn prepare_kv(h: &History) -> Result<(KvModel, Parts<KvOp>), ParseError> {
             }
             f => return bad(op, format!("op :f {f} is not part of the kv model (expected get, put, append)")),
         };
-        items.push((
-            key,
-            LinOp {
-                op: lin,
-                call: op.call,
-                ret: ret_of(op),
-                id: op.id,
-            },
-        ));
+        items.push((key, LinOp { op: lin, call: op.call, ret: ret_of(op), id: op.id }));
     }
     Ok((model, group(items)))
 }
@@ -331,20 +303,9 @@ fn prepare_set(h: &History) -> Result<(SetModel, Parts<SetOp>), ParseError> {
                 SetOp::Read(bits.into())
             }
         };
-        items.push((
-            key,
-            LinOp {
-                op: lin,
-                call: op.call,
-                ret: ret_of(op),
-                id: op.id,
-            },
-        ));
+        items.push((key, LinOp { op: lin, call: op.call, ret: ret_of(op), id: op.id }));
     }
-    let model = SetModel {
-        words,
-        elements: Arc::new(elems.values),
-    };
+    let model = SetModel { words, elements: Arc::new(elems.values) };
     Ok((model, group(items)))
 }
 
@@ -384,20 +345,11 @@ where
         let mut all: Vec<LinOp<(u32, M::Op)>> = Vec::new();
         for (ki, (_, ops)) in parts.iter().enumerate() {
             for o in ops {
-                all.push(LinOp {
-                    op: (ki as u32, o.op.clone()),
-                    call: o.call,
-                    ret: o.ret,
-                    id: o.id,
-                });
+                all.push(LinOp { op: (ki as u32, o.op.clone()), call: o.call, ret: o.ret, id: o.id });
             }
         }
         all.sort_by_key(|o| o.call);
-        let map = MapModel {
-            inner: model,
-            keys: parts.len(),
-            names: Arc::new(names),
-        };
+        let map = MapModel { inner: model, keys: parts.len(), names: Arc::new(names) };
         return run_parts(map, vec![(None, all)], cfg, &opts);
     }
     run_parts(model, parts, cfg, &opts)
@@ -409,7 +361,8 @@ where
 {
     let checked_ops = parts.iter().map(|(_, p)| p.len()).sum();
     let nparts = parts.len();
-    let results: Mutex<Vec<(usize, Outcome<M::State>, usize, String)>> = Mutex::new(Vec::new());
+    type PartResult<S> = (usize, Outcome<S>, usize, String);
+    let results: Mutex<Vec<PartResult<M::State>>> = Mutex::new(Vec::new());
     // Smallest parts first: the first failure found stops the others (like Porcupine),
     // so the reported part is small and a hard valid part does not hide an easy failure.
     let mut order: Vec<usize> = (0..nparts).collect();
@@ -424,11 +377,7 @@ where
         if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
             break;
         }
-        let t0 = Instant::now();
         let (outcome, stats) = wgl::search(&mut m, &parts[i].1, opts);
-        if std::env::var("JC_DEBUG").is_ok() {
-            eprintln!("part {i} key {:?} ops {} configs {} {:?} {}", parts[i].0, parts[i].1.len(), stats.configs, t0.elapsed(), matches!(outcome, Outcome::Linearizable));
-        }
         let shown = match &outcome {
             Outcome::NotLinearizable(s) => {
                 if let Some(c) = &opts.cancel {
@@ -486,26 +435,15 @@ where
         (None, Some(u)) => LinVerdict::Unknown(u),
         (None, None) => LinVerdict::Valid,
     };
-    LinReport {
-        verdict,
-        parts: nparts,
-        checked_ops,
-        configs,
-    }
+    LinReport { verdict, parts: nparts, checked_ops, configs }
 }
 
 /// Human-readable lines explaining a violation.
 pub fn explain(h: &History, v: &Violation) -> Vec<String> {
     let mut out = Vec::new();
     let key = v.key.as_ref().map(|k| format!(" on key {k}")).unwrap_or_default();
-    out.push(format!(
-        "Not linearizable{key}: {} ops in the smallest failing part.",
-        v.part_ops.len()
-    ));
-    out.push(format!(
-        "Longest linearizable prefix ({} ops), in linearization order:",
-        v.prefix.len()
-    ));
+    out.push(format!("Not linearizable{key}: {} ops in the smallest failing part.", v.part_ops.len()));
+    out.push(format!("Longest linearizable prefix ({} ops), in linearization order:", v.prefix.len()));
     const SHOWN_MAX: usize = 12;
     let skip = v.prefix.len().saturating_sub(SHOWN_MAX);
     if skip > 0 {

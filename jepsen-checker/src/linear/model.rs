@@ -186,11 +186,7 @@ impl Strings {
             p1 = mulmod(p1, BASE_1);
             p2 = mulmod(p2, BASE_2);
         }
-        let fp = Fingerprint {
-            len: s.len() as u64,
-            h1,
-            h2,
-        };
+        let fp = Fingerprint { len: s.len() as u64, h1, h2 };
         self.add(fp, (p1, p2), || Text::Literal(Arc::from(s)))
     }
 
@@ -371,11 +367,8 @@ impl<M: Model> Model for MapModel<M> {
         self.inner.legal(&s[*k as usize], op)
     }
     fn show_state(&self, s: &Self::State) -> String {
-        let parts: Vec<String> = s
-            .iter()
-            .zip(self.names.iter())
-            .map(|(st, n)| format!("{n}: {}", self.inner.show_state(st)))
-            .collect();
+        let parts: Vec<String> =
+            s.iter().zip(self.names.iter()).map(|(st, n)| format!("{n}: {}", self.inner.show_state(st))).collect();
         format!("{{{}}}", parts.join(", "))
     }
 }

@@ -60,12 +60,7 @@ pub struct SearchOptions {
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions {
-            deadline: None,
-            max_configs: MAX_CONFIGS_DEFAULT,
-            independence: true,
-            cancel: None,
-        }
+        SearchOptions { deadline: None, max_configs: MAX_CONFIGS_DEFAULT, independence: true, cancel: None }
     }
 }
 
@@ -137,7 +132,6 @@ fn splitmix(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
-
 
 struct Member {
     ibits: Box<[u64]>,
@@ -227,11 +221,7 @@ fn clear_bit(b: &mut [u64], i: usize) {
 }
 
 /// Runs the search over `ops` (any order; they are sorted by the clock internally).
-pub fn search<M: Model>(
-    model: &mut M,
-    ops: &[LinOp<M::Op>],
-    opts: &SearchOptions,
-) -> (Outcome<M::State>, Stats) {
+pub fn search<M: Model>(model: &mut M, ops: &[LinOp<M::Op>], opts: &SearchOptions) -> (Outcome<M::State>, Stats) {
     // Completed ops get dense ids 0..nr, unknown-outcome ops 0..ni.
     let req: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].ret.is_some()).collect();
     let inf: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].ret.is_none()).collect();
@@ -281,7 +271,7 @@ pub fn search<M: Model>(
     let mut kibits: Vec<Vec<u64>> = icount.iter().map(|c| vec![0; c.div_ceil(64)]).collect();
     // With several keys, learned per-key nogoods replace the whole-configuration memo
     // (whole configurations rarely repeat once other keys' progress differs).
-    let full_cache = !multi || std::env::var("JC_FULL").is_ok();
+    let full_cache = !multi;
     let mut nogoods: Vec<NoGood<M::Part>> = Vec::new();
     let mut nogood_table: HashTable<u32> = HashTable::new();
     let project = |model: &M, state: &M::State, k: u32, kr: &[u64], ki: &[u64]| {
@@ -318,7 +308,7 @@ pub fn search<M: Model>(
                     return (Outcome::Linearizable, Stats { configs });
                 }
                 let mut c = main.next[main.head];
-                while c != NIL && c % 2 == 0 {
+                while c != NIL && c & 1 == 0 {
                     c = main.next[c];
                 }
                 debug_assert!(c != NIL, "required ops remain but no return is pending");
@@ -334,7 +324,7 @@ pub fn search<M: Model>(
                 // A legal read among the candidates is taken at once, without branching.
                 action = Step::Resume(0, main.next[main.head], rkeys[due]);
                 let mut c = main.next[main.head];
-                while c % 2 == 0 {
+                while c & 1 == 0 {
                     let j = c / 2;
                     if rro[j] && model.legal(&state, &ops[req[j]].op) {
                         action = Step::Eager(c, rkeys[due]);
@@ -353,7 +343,7 @@ pub fn search<M: Model>(
                 // The time of the first pending return bounds the candidates.
                 let due_time = {
                     let mut c = main.next[main.head];
-                    while c % 2 == 0 {
+                    while c & 1 == 0 {
                         c = main.next[c];
                     }
                     rret[c / 2]
@@ -361,7 +351,7 @@ pub fn search<M: Model>(
                 loop {
                     // Next candidate in this phase, if any.
                     let j = if phase == 0 {
-                        if cursor == NIL || cursor % 2 == 1 {
+                        if cursor == NIL || cursor & 1 == 1 {
                             phase = 1;
                             cursor = infos.next[infos.head];
                             continue;
@@ -402,11 +392,12 @@ pub fn search<M: Model>(
                     let found = if !full_cache {
                         None
                     } else {
-                        table.find(hh, |&g| {
-                            let g = &groups[g as usize];
-                            g.hash == hh && *g.rbits == rbits[..] && g.state == ns
-                        })
-                        .copied()
+                        table
+                            .find(hh, |&g| {
+                                let g = &groups[g as usize];
+                                g.hash == hh && *g.rbits == rbits[..] && g.state == ns
+                            })
+                            .copied()
                     };
                     let mut hit: Option<u32> = None;
                     if let Some(g) = found {
@@ -445,7 +436,11 @@ pub fn search<M: Model>(
                         let bad = nogood_table
                             .find(ph, |&x| {
                                 let x = &nogoods[x as usize];
-                                x.hash == ph && x.key == key && x.part == part && *x.rbits == krbits[k][..] && *x.ibits == kibits[k][..]
+                                x.hash == ph
+                                    && x.key == key
+                                    && x.part == part
+                                    && *x.rbits == krbits[k][..]
+                                    && *x.ibits == kibits[k][..]
                             })
                             .is_some();
                         if bad {
@@ -483,24 +478,12 @@ pub fn search<M: Model>(
                         0
                     } else {
                         let members = &mut groups[g as usize].members;
-                        members.push(Member {
-                            ibits: ibits.clone().into_boxed_slice(),
-                            blame: PENDING,
-                        });
+                        members.push(Member { ibits: ibits.clone().into_boxed_slice(), blame: PENDING });
                         (members.len() - 1) as u32
                     };
                     configs += 1;
                     let old = std::mem::replace(&mut state, ns);
-                    stack.push(Frame {
-                        op: j,
-                        prev: old,
-                        forced,
-                        phase,
-                        cursor,
-                        group: g,
-                        member,
-                        eager,
-                    });
+                    stack.push(Frame { op: j, prev: old, forced, phase, cursor, group: g, member, eager });
                     if phase == 0 {
                         main.unlink(2 * j);
                         main.unlink(2 * j + 1);
@@ -510,7 +493,7 @@ pub fn search<M: Model>(
                         infos.unlink(j);
                     }
                     steps += 1;
-                    if steps % 1024 == 0 {
+                    if steps.is_multiple_of(1024) {
                         if let Some(d) = opts.deadline {
                             if Instant::now() >= d {
                                 return (Outcome::Unknown("time limit reached".into()), Stats { configs });
@@ -545,7 +528,11 @@ pub fn search<M: Model>(
                     let known = nogood_table
                         .find(ph, |&x| {
                             let x = &nogoods[x as usize];
-                            x.hash == ph && x.key == blame && x.part == part && *x.rbits == krbits[b][..] && *x.ibits == kibits[b][..]
+                            x.hash == ph
+                                && x.key == blame
+                                && x.part == part
+                                && *x.rbits == krbits[b][..]
+                                && *x.ibits == kibits[b][..]
                         })
                         .is_some();
                     if !known {

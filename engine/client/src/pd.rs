@@ -483,7 +483,7 @@ impl Inner {
             tracing::debug!(endpoint = endpoint.addr(), %last, "pd client: attempt failed");
             // Move on to the next endpoint (unless another caller already did).
             let _ = self.current.compare_exchange(idx, (idx + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
-            if attempts as usize % n == 0 {
+            if (attempts as usize).is_multiple_of(n) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 tokio::time::sleep(backoff.min(left)).await;
                 backoff = (backoff * 2).min(self.config.backoff_max);

@@ -399,3 +399,56 @@ fn a_failed_sync_stops_the_pd_until_it_restarts() {
     assert!(h.pd.failure().is_none());
     assert!(h.tso(1) > before);
 }
+
+/// The production engine keeps PD's state across a close and reopen of the same directory.
+#[cfg(not(madsim))]
+#[test]
+fn state_survives_reopen_on_fjall() {
+    use keel_storage::FjallEngine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = PdConfig::new("127.0.0.1:2379");
+    let clock = Clock::new();
+    let (cluster_id, ts, id, region) = {
+        let engine = Arc::new(FjallEngine::open(dir.path()).expect("open fjall"));
+        let mut pd = Pd::open(config.clone(), engine, clock.clone()).expect("open pd");
+        let mut first_id = 0;
+        for i in 0..3 {
+            let id = match pd.handle(PdRequest::AllocId { count: 1 }).unwrap() {
+                PdResponse::Ids { first, .. } => first,
+                other => panic!("{other:?}"),
+            };
+            first_id = first_id.max(id);
+            let store = Store { id, address: format!("127.0.0.1:{}", 20160 + i), ..Default::default() };
+            pd.handle(PdRequest::PutStore(store)).unwrap();
+        }
+        let ts = match pd.handle(PdRequest::Tso { count: 10 }).unwrap() {
+            PdResponse::Tso { ts, .. } => ts,
+            other => panic!("{other:?}"),
+        };
+        let region = match pd.handle(PdRequest::GetBootstrapRegion).unwrap() {
+            PdResponse::BootstrapRegion(r) => r.expect("bootstrapped"),
+            other => panic!("{other:?}"),
+        };
+        (pd.cluster_id(), ts, first_id, region)
+    };
+    // Reopen with the clock ten minutes behind.
+    clock.set_offset_ms(-10 * 60 * 1000);
+    let engine = Arc::new(FjallEngine::open(dir.path()).expect("reopen fjall"));
+    let mut pd = Pd::open(config, engine, clock).expect("reopen pd");
+    assert_eq!(pd.cluster_id(), cluster_id);
+    match pd.handle(PdRequest::Tso { count: 1 }).unwrap() {
+        PdResponse::Tso { ts: again, .. } => assert!(again > ts, "{again} after {ts}"),
+        other => panic!("{other:?}"),
+    }
+    match pd.handle(PdRequest::AllocId { count: 1 }).unwrap() {
+        PdResponse::Ids { first, .. } => {
+            assert!(first > id && first > region.peers.iter().map(|p| p.id).max().unwrap())
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pd.handle(PdRequest::GetBootstrapRegion).unwrap(), PdResponse::BootstrapRegion(Some(region.clone())));
+    match pd.handle(PdRequest::GetRegion { key: b"k".to_vec() }).unwrap() {
+        PdResponse::Region(Some(info)) => assert_eq!(info.region, region),
+        other => panic!("{other:?}"),
+    }
+}

@@ -298,5 +298,12 @@ mod tests {
         assert_eq!(e.get(CfName::Raw, b"a").unwrap(), None);
         assert_eq!(e.get(CfName::Lock, b"a").unwrap(), Some(b"L".to_vec()));
         assert!(matches!(e.get(CfName::Lock, b""), Err(Error::InvalidArgument(_))));
+        let mut b = WriteBatch::new();
+        b.put(CfName::Raw, b"x", b"1");
+        b.delete_range(CfName::Raw, b"b", b"a");
+        assert!(matches!(e.write(b, WriteOptions::SYNC), Err(Error::InvalidArgument(_))));
+        assert_eq!(e.get(CfName::Raw, b"x").unwrap(), None);
+        let stats = e.approximate_size(CfName::Lock, b"", None).unwrap();
+        assert_eq!(stats, RangeStats { keys: 1, bytes: 2 });
     }
 }

@@ -560,6 +560,28 @@ mod tests {
     }
 
     #[test]
+    fn invalid_arguments_are_errors_not_poison() {
+        let e = SimEngine::new();
+        for bad in [&b""[..], &vec![0u8; crate::KEY_LEN_MAX + 1]] {
+            let mut b = WriteBatch::new();
+            b.put(CfName::Raw, b"ok", b"v");
+            b.put(CfName::Raw, bad, b"v");
+            assert!(matches!(e.write(b, WriteOptions::SYNC), Err(Error::InvalidArgument(_))));
+            assert!(matches!(e.get(CfName::Raw, bad), Err(Error::InvalidArgument(_))));
+        }
+        let mut b = WriteBatch::new();
+        b.put(CfName::Raw, b"big", &vec![0u8; crate::VALUE_LEN_MAX + 1]);
+        assert!(matches!(e.write(b, WriteOptions::NO_SYNC), Err(Error::InvalidArgument(_))));
+        // Nothing of the rejected batches was applied, and the engine still works.
+        assert_eq!(e.get(CfName::Raw, b"ok").unwrap(), None);
+        assert_eq!(e.pending_batches(), 0);
+        put(&e, b"ok", b"v", true);
+        let snap = e.snapshot();
+        assert_eq!(snap.scan(CfName::Raw, b"z", Some(b"a"), false, 10).unwrap(), vec![]);
+        assert_eq!(snap.scan(CfName::Raw, b"a", None, true, 0).unwrap(), vec![]);
+    }
+
+    #[test]
     fn pending_is_bounded_by_write_back() {
         let e = SimEngine::new();
         for i in 0..(SIM_PENDING_BATCHES_MAX + 10) {

@@ -526,8 +526,15 @@ const SIM_OPS_MAX: usize = 80;
 /// Sequences per FjallEngine case: shorter, every crash/reopen opens a database.
 #[cfg(not(madsim))]
 const FJALL_OPS_MAX: usize = 30;
-/// Cases per engine per run.
-const CASES: u32 = 1000;
+/// Cases per run for FjallEngine (each opens databases: ~25 ms a case).
+const FJALL_CASES: u32 = 1000;
+/// Cases per run for SimEngine (~0.5 ms a case in release).
+const SIM_CASES: u32 = 5000;
+
+/// `KEEL_STORAGE_MODEL_CASES` overrides the case count (for longer soaks).
+fn cases(default: u32) -> u32 {
+    std::env::var("KEEL_STORAGE_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
 
 fn run_sim(cases: u32, fault_injection: bool, bug: Option<&'static str>) -> Result<(), String> {
     let mut runner = TestRunner::new(config(cases));
@@ -546,7 +553,7 @@ fn run_fjall(cases: u32, bug: Option<&'static str>) -> Result<(), String> {
 
 #[test]
 fn sim_engine_matches_model() {
-    if let Err(e) = run_sim(CASES, true, None) {
+    if let Err(e) = run_sim(cases(SIM_CASES), true, None) {
         panic!("{e}");
     }
 }
@@ -554,7 +561,7 @@ fn sim_engine_matches_model() {
 #[cfg(not(madsim))]
 #[test]
 fn fjall_engine_matches_model() {
-    if let Err(e) = run_fjall(CASES, None) {
+    if let Err(e) = run_fjall(cases(FJALL_CASES), None) {
         panic!("{e}");
     }
 }
@@ -573,17 +580,17 @@ mod planted_bugs {
     #[test]
     fn sim_keeping_an_unsynced_batch_after_crash_is_caught() {
         // No sync-failure injection: the crash check alone must catch it.
-        expect_caught(run_sim(CASES, false, Some("sim-keep-unsynced")), "sim-keep-unsynced");
+        expect_caught(run_sim(SIM_CASES, false, Some("sim-keep-unsynced")), "sim-keep-unsynced");
     }
 
     #[test]
     fn sim_ignoring_sync_is_caught() {
-        expect_caught(run_sim(CASES, false, Some("sim-ignore-sync")), "sim-ignore-sync");
+        expect_caught(run_sim(SIM_CASES, false, Some("sim-ignore-sync")), "sim-ignore-sync");
     }
 
     #[cfg(not(madsim))]
     #[test]
     fn fjall_skipping_sync_is_caught() {
-        expect_caught(run_fjall(CASES, Some("fjall-skip-sync")), "fjall-skip-sync");
+        expect_caught(run_fjall(FJALL_CASES, Some("fjall-skip-sync")), "fjall-skip-sync");
     }
 }

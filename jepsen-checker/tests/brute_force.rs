@@ -103,7 +103,9 @@ proptest! {
                 let op = match kind {
                     0 => KvOp::Get(strs[(v as usize + k as usize) % 5]),
                     1 => KvOp::Append(strs[1 + v as usize % 2]),
-                    _ => KvOp::Put(strs[v as usize % 3]),
+                    // Puts are rare, so the look-ahead pruning is exercised too.
+                    _ if v == 0 && k == 0 => KvOp::Put(strs[p as usize % 3]),
+                    _ => KvOp::Append(strs[1 + (v as usize + p as usize) % 2]),
                 };
                 (p, (key, op), outcome >= 2)
             })

@@ -38,6 +38,17 @@ pub trait Model: Clone + Send {
     fn read_only(&self, _op: &Self::Op) -> bool {
         false
     }
+    /// True if `op` can move the state "backwards" (a put or write that replaces the
+    /// value), which disables [`Model::may_reach`] pruning until it is linearized.
+    fn resets(&self, _op: &Self::Op) -> bool {
+        true
+    }
+    /// Look-ahead: `false` if the read-only `read` can never become legal from `state`
+    /// by ops that do not reset (e.g. a kv state that is not a prefix of what a pending
+    /// get returned, when no put can intervene). Must be conservative.
+    fn may_reach(&mut self, _state: &Self::State, _read: &Self::Op) -> bool {
+        true
+    }
     /// Renders a state for reports.
     fn show_state(&self, state: &Self::State) -> String;
 }
@@ -162,6 +173,7 @@ pub struct Strings {
     prints: Vec<Fingerprint>,
     pows: Vec<(u64, u64)>,
     ids: HashMap<Fingerprint, u32, std::hash::BuildHasherDefault<super::wgl::FxHasher>>,
+    prefixes: HashMap<u32, Arc<[(u64, u64)]>>,
 }
 
 impl Strings {
@@ -206,6 +218,31 @@ impl Strings {
             h2: addmod(mulmod(fa.h2, pb.1), fb.h2),
         };
         self.add(fp, (mulmod(pa.0, pb.0), mulmod(pa.1, pb.1)), || Text::Concat(a, b))
+    }
+
+    /// True if string `a` is a prefix of string `b`.
+    pub fn is_prefix(&mut self, a: u32, b: u32) -> bool {
+        let (fa, fb) = (self.prints[a as usize], self.prints[b as usize]);
+        if fa.len > fb.len {
+            return false;
+        }
+        if fa.len == 0 || fa == fb {
+            return true;
+        }
+        if !self.prefixes.contains_key(&b) {
+            let text = self.get(b);
+            let mut hs = Vec::with_capacity(text.len() + 1);
+            let (mut h1, mut h2) = (0u64, 0u64);
+            hs.push((0, 0));
+            for &c in text.as_bytes() {
+                h1 = addmod(mulmod(h1, BASE_1), c as u64 + 1);
+                h2 = addmod(mulmod(h2, BASE_2), c as u64 + 1);
+                hs.push((h1, h2));
+            }
+            self.prefixes.insert(b, hs.into());
+        }
+        let (h1, h2) = self.prefixes[&b][fa.len as usize];
+        h1 == fa.h1 && h2 == fa.h2
     }
 
     /// The text of an id.
@@ -268,6 +305,15 @@ impl Model for KvModel {
     fn read_only(&self, op: &KvOp) -> bool {
         matches!(op, KvOp::Get(_))
     }
+    fn resets(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Put(_))
+    }
+    fn may_reach(&mut self, s: &u32, op: &KvOp) -> bool {
+        match *op {
+            KvOp::Get(v) => self.strings.is_prefix(*s, v),
+            _ => true,
+        }
+    }
     fn show_state(&self, s: &u32) -> String {
         format!("{:?}", self.strings.get(*s))
     }
@@ -318,6 +364,16 @@ impl Model for SetModel {
     fn read_only(&self, op: &SetOp) -> bool {
         matches!(op, SetOp::Read(_))
     }
+    fn resets(&self, _op: &SetOp) -> bool {
+        false
+    }
+    fn may_reach(&mut self, s: &Arc<[u64]>, op: &SetOp) -> bool {
+        match op {
+            // Sets only grow: what is in the set now must be in the read.
+            SetOp::Read(r) => s.iter().zip(r.iter()).all(|(a, b)| a & !b == 0),
+            SetOp::Add(_) => true,
+        }
+    }
     fn show_state(&self, s: &Arc<[u64]>) -> String {
         let mut out = Vec::new();
         for (i, e) in self.elements.iter().enumerate() {
@@ -365,6 +421,12 @@ impl<M: Model> Model for MapModel<M> {
     }
     fn legal(&mut self, s: &Self::State, (k, op): &Self::Op) -> bool {
         self.inner.legal(&s[*k as usize], op)
+    }
+    fn resets(&self, op: &Self::Op) -> bool {
+        self.inner.resets(&op.1)
+    }
+    fn may_reach(&mut self, s: &Self::State, (k, op): &Self::Op) -> bool {
+        self.inner.may_reach(&s[*k as usize], op)
     }
     fn show_state(&self, s: &Self::State) -> String {
         let parts: Vec<String> =

@@ -248,6 +248,32 @@ pub fn search<M: Model>(model: &mut M, ops: &[LinOp<M::Op>], opts: &SearchOption
     let rret: Vec<usize> = req.iter().map(|&i| ops[i].ret.expect("completed")).collect();
     let icall: Vec<usize> = inf.iter().map(|&i| ops[i].call).collect();
     let rro: Vec<bool> = req.iter().map(|&i| model.read_only(&ops[i].op)).collect();
+    // Ops that can reset the state, per key, by call time: (call, phase, index).
+    let mut resets: Vec<Vec<(usize, u8, usize)>> = Vec::new();
+    for (j, &i) in req.iter().enumerate() {
+        if model.resets(&ops[i].op) {
+            let k = rkeys[j] as usize;
+            if resets.len() <= k {
+                resets.resize(k + 1, Vec::new());
+            }
+            resets[k].push((ops[i].call, 0, j));
+        }
+    }
+    for (j, &i) in inf.iter().enumerate() {
+        if model.resets(&ops[i].op) {
+            let k = ikeys[j] as usize;
+            if resets.len() <= k {
+                resets.resize(k + 1, Vec::new());
+            }
+            resets[k].push((ops[i].call, 1, j));
+        }
+    }
+    for r in &mut resets {
+        r.sort_unstable();
+    }
+    // Look-ahead only pays off when resets are rare.
+    let total_resets: usize = resets.iter().map(Vec::len).sum();
+    let lookahead = total_resets * 4 < ops.len();
     let zobrist: Vec<u64> = (0..nr as u64).map(|i| splitmix(i ^ 0x5eed)).collect();
 
     // Per-key local indices for projections (only used when there are several keys).
@@ -331,6 +357,32 @@ pub fn search<M: Model>(model: &mut M, ops: &[LinOp<M::Op>], opts: &SearchOption
                         break;
                     }
                     c = main.next[c];
+                }
+                if lookahead && matches!(action, Step::Resume(..)) {
+                    // A pending read that no sequence of non-resetting ops can satisfy
+                    // before it returns makes this configuration dead.
+                    let mut c = main.next[main.head];
+                    while c & 1 == 0 {
+                        let j = c / 2;
+                        if rro[j] {
+                            let k = rkeys[j] as usize;
+                            let ret = rret[j];
+                            let reset_possible = resets.get(k).is_some_and(|rs| {
+                                rs.iter().take_while(|r| r.0 < ret).any(|&(_, ph, x)| {
+                                    if ph == 0 {
+                                        rbits[x / 64] & (1 << (x % 64)) == 0
+                                    } else {
+                                        ibits[x / 64] & (1 << (x % 64)) == 0
+                                    }
+                                })
+                            });
+                            if !reset_possible && !model.may_reach(&state, &ops[req[j]].op) {
+                                action = Step::Fail(rkeys[j]);
+                                break;
+                            }
+                        }
+                        c = main.next[c];
+                    }
                 }
             }
             Step::Resume(..) | Step::Eager(..) => {

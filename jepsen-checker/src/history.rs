@@ -122,8 +122,6 @@ impl Operation {
 /// A parsed history.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
-    /// Every event in file order.
-    pub events: Vec<Event>,
     /// Logical operations, ordered by invocation.
     pub ops: Vec<Operation>,
 }
@@ -221,7 +219,7 @@ pub fn parse(src: &str, format: Option<Format>) -> Result<History, ParseError> {
     History::from_events(events)
 }
 
-fn event_from_map(line: usize, m: &Value) -> Result<Option<Event>, ParseError> {
+fn event_from_map(line: usize, m: Value) -> Result<Option<Event>, ParseError> {
     if !matches!(m, Value::Map(_)) {
         return perr(line, format!("expected an op map, found {m}"));
     }
@@ -244,15 +242,16 @@ fn event_from_map(line: usize, m: &Value) -> Result<Option<Event>, ParseError> {
         },
     };
     let time = m.get("time").and_then(Value::as_int);
-    Ok(Some(Event {
-        process,
-        kind,
-        f,
-        key: m.get("key").filter(|k| !k.is_nil()).cloned(),
-        value: m.get("value").cloned().unwrap_or(Value::Nil),
-        time,
-        line,
-    }))
+    let Value::Map(entries) = m else { unreachable!("checked above") };
+    let (mut key, mut value) = (None, Value::Nil);
+    for (k, v) in entries {
+        match k.as_name() {
+            Some("key") if !v.is_nil() => key = Some(v),
+            Some("value") => value = v,
+            _ => {}
+        }
+    }
+    Ok(Some(Event { process, kind, f, key, value, time, line }))
 }
 
 fn parse_edn(src: &str) -> Result<Vec<Event>, ParseError> {
@@ -267,7 +266,7 @@ fn parse_edn(src: &str) -> Result<Vec<Event>, ParseError> {
     };
     let mut out = Vec::with_capacity(items.len());
     for (line, v) in items {
-        if let Some(e) = event_from_map(line, &v)? {
+        if let Some(e) = event_from_map(line, v)? {
             out.push(e);
         }
     }
@@ -333,7 +332,7 @@ fn parse_jsonl(src: &str) -> Result<Vec<Event>, ParseError> {
         if !j.is_object() {
             return perr(n, "expected a JSON object");
         }
-        if let Some(e) = event_from_map(n, &Value::from_json(&j))? {
+        if let Some(e) = event_from_map(n, Value::from_json(&j))? {
             out.push(e);
         }
     }
@@ -349,7 +348,7 @@ impl History {
         let mut pending: HashMap<i64, usize> = HashMap::new();
         let mut anon: std::collections::VecDeque<usize> = Default::default();
         let mut next_anon = -1i64;
-        for (pos, e) in events.iter().enumerate() {
+        for (pos, e) in events.into_iter().enumerate() {
             match e.kind {
                 OpType::Invoke => {
                     let process = match e.process {
@@ -370,10 +369,10 @@ impl History {
                         id: ops.len(),
                         process,
                         outcome: OpType::Info,
-                        f: e.f.clone(),
-                        key: e.key.clone(),
-                        invoke_value: e.value.clone(),
-                        value: e.value.clone(),
+                        f: e.f,
+                        key: e.key,
+                        invoke_value: e.value,
+                        value: Value::Nil,
                         call: pos,
                         ret: None,
                         line: e.line,
@@ -401,15 +400,22 @@ impl History {
                     op.outcome = kind;
                     op.ret = Some(pos);
                     if kind == OpType::Ok {
-                        op.value = e.value.clone();
+                        op.value = e.value;
+                    } else {
+                        op.value = op.invoke_value.clone();
                     }
                     if op.key.is_none() {
-                        op.key = e.key.clone();
+                        op.key = e.key;
                     }
                 }
             }
         }
-        Ok(History { events, ops })
+        for op in &mut ops {
+            if op.ret.is_none() {
+                op.value = op.invoke_value.clone();
+            }
+        }
+        Ok(History { ops })
     }
 
     /// Number of logical operations.

@@ -8,7 +8,11 @@
 //!   drops or tears, failed syncs and corrupted values.
 //!
 //! Both are held to the same behaviour by a model-based test (`tests/model.rs`)
-//! against a `BTreeMap` reference, including crash/reopen.
+//! against a `BTreeMap` reference, including crash/reopen. For fjall, "crash" there
+//! means the file image a `kill -9` leaves (a copy of the directory taken while the
+//! engine is open): it proves synced data left the process and unsynced tails are
+//! recovered as a batch prefix, but in-process it cannot tell an fsync from a mere
+//! `write(2)` to the page cache; power loss is modelled only by `SimEngine`.
 //!
 //! Layering: this crate must never depend on another keel crate (not even
 //! `keel-types`): it knows bytes, column families and durability, nothing about

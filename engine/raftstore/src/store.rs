@@ -70,6 +70,10 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("store loop stopped".into())
 }
 
+fn stopped_after_send() -> StoreError {
+    StoreError::OutcomeUnknown("store loop stopped while the command was in flight".into())
+}
+
 impl StoreHandle {
     /// This store's id.
     pub fn store_id(&self) -> StoreId {
@@ -80,7 +84,7 @@ impl StoreHandle {
     pub async fn propose(&self, ctx: Context, body: CmdBody) -> Result<CmdResult, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(StoreMsg::Propose { ctx, body, reply }).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| stopped_after_send())?
     }
 
     /// A linearizable view of the context's region (ReadIndex, then wait for apply).

@@ -47,8 +47,8 @@ pub enum RegionError {
         /// Why.
         reason: String,
     },
-    /// The command was superseded (e.g. leadership changed before it applied); its outcome
-    /// is unknown to this peer.
+    /// The command was superseded: another entry took its place in the raft log (leadership
+    /// changed before it committed), so it certainly did not take effect. Safe to retry.
     #[error("stale command")]
     StaleCommand,
     /// The proposal is larger than a raft entry may be.

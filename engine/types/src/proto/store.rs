@@ -159,6 +159,10 @@ pub enum StoreError {
     /// command did not take effect.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The command was handed to raft but the store stopped before it could tell whether it
+    /// applied: it may or may not have taken effect.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// A storage node's answer.

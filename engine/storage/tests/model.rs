@@ -527,6 +527,7 @@ const SIM_OPS_MAX: usize = 80;
 #[cfg(not(madsim))]
 const FJALL_OPS_MAX: usize = 30;
 /// Cases per run for FjallEngine (each opens databases: ~25 ms a case).
+#[cfg(not(madsim))]
 const FJALL_CASES: u32 = 1000;
 /// Cases per run for SimEngine (~0.5 ms a case in release).
 const SIM_CASES: u32 = 5000;

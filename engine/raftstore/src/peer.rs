@@ -129,6 +129,10 @@ impl Peer {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
+        if keel_types::planted::enabled(keel_types::planted::PlantedBug::AckBeforeCommit) {
+            let _ = reply.send(Ok(CmdResult::Write(vec![])));
+            return;
+        }
         self.proposals.push_back(Proposal {
             index: self.raw.raft.raft_log.last_index(),
             term: self.raw.raft.term,
@@ -140,6 +144,11 @@ impl Peer {
     pub fn read(&mut self, reply: ReadReply) {
         if !self.is_leader() {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if keel_types::planted::enabled(keel_types::planted::PlantedBug::SkipReadIndex) {
+            let view = ReadView { region: self.region().clone(), snapshot: self.raw.store().engine().snapshot() };
+            let _ = reply.send(Ok(view));
             return;
         }
         let ctx = self.next_read_ctx;

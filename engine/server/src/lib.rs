@@ -1,3 +1,16 @@
-//! A keel storage node: rpc + raftstore + txn + storage
+//! A keel storage node: registers with PD, runs the raftstore loop over its engine, carries
+//! raft traffic between stores over keel-rpc, and serves clients' RawKV commands by turning
+//! them into raft proposals (writes) or ReadIndex reads.
 //!
-//! Filled by a later issue; see shared DESIGN.md §1 for its place in the layering.
+//! Layering: wires `keel-rpc`, `keel-raftstore` and `keel-storage` together and uses
+//! `keel-client`'s PD client. Nothing below it may depend on it; the simulator and the
+//! `keel` binary start nodes through [`run_node`].
+#![deny(missing_docs)]
+
+mod node;
+mod pd_reporter;
+mod raw;
+mod service;
+mod transport;
+
+pub use node::{run_node, NodeConfig, NodeError};

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod codec;
 pub mod error;
 pub mod limits;
+pub mod planted;
 pub mod proto;
 pub mod region;
 pub mod timestamp;

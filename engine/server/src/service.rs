@@ -1,0 +1,36 @@
+//! Dispatch of the store protocol to raft traffic, RawKV and admin commands.
+
+use crate::raw;
+use keel_client::PdClient;
+use keel_raftstore::cmd::{AdminRequest, CmdBody, CmdResult};
+use keel_raftstore::StoreHandle;
+use keel_types::error::InvalidArgument;
+use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
+
+/// Answers one store request.
+pub async fn handle(store: StoreHandle, pd: PdClient, req: StoreRequest) -> StoreResult {
+    match req {
+        StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
+        StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd).await.map(StoreResponse::Raw),
+        StoreRequest::SplitRegion { ctx, key } => split(&store, &pd, ctx, key).await,
+    }
+}
+
+/// A manual split: PD allocates the ids, the split goes through raft.
+async fn split(store: &StoreHandle, pd: &PdClient, ctx: Context, key: Vec<u8>) -> StoreResult {
+    if key.is_empty() {
+        return Err(InvalidArgument("split key is empty".into()).into());
+    }
+    // A linearizable view tells us the current region (and that we lead it).
+    let view = store.read(ctx.clone()).await?;
+    let ids = pd.ask_split(view.region.clone()).await.map_err(|e| StoreError::Unavailable(format!("pd: {e}")))?;
+    let body = CmdBody::Admin(AdminRequest::Split {
+        split_key: key,
+        new_region_id: ids.new_region_id,
+        new_peer_ids: ids.new_peer_ids,
+    });
+    match store.propose(ctx, body).await? {
+        CmdResult::Split(regions) => Ok(StoreResponse::Split(regions)),
+        other => Err(StoreError::Unavailable(format!("unexpected split result {other:?}"))),
+    }
+}

@@ -2,6 +2,7 @@
 //! turns the same entries into the same writes.
 
 use crate::cmd::{AdminRequest, CmdBody, CmdResult, RaftCmd, Request, RequestResult};
+use crate::snapshot::{key_in_region, region_bounds};
 use keel_storage::{CfName, Engine, WriteBatch};
 use keel_types::{Peer, Region, RegionError};
 use std::collections::BTreeMap;
@@ -65,9 +66,14 @@ pub fn apply_cmd(
     }
     match cmd.body {
         CmdBody::Write(requests) => {
-            if let Some(bad) = requests.iter().find(|r| !region.contains(r.key())) {
+            let outside = requests.iter().find(|r| match r {
+                // A range delete is clipped to the region instead.
+                Request::DeleteRange { .. } => false,
+                _ => !key_in_region(r.key().0, r.key().1, region),
+            });
+            if let Some(bad) = outside {
                 return Ok(Err(RegionError::KeyNotInRegion {
-                    key: bad.key().to_vec(),
+                    key: bad.key().1.to_vec(),
                     region_id: region.id,
                     start_key: region.start_key.clone(),
                     end_key: region.end_key.clone(),
@@ -126,11 +132,12 @@ fn apply_request(
             overlay.values.insert((cf, key), None);
         }
         Request::DeleteRange { cf, start, end } => {
-            let start = start.max(region.start_key.clone());
-            let end = match (end.is_empty(), region.end_key.is_empty()) {
-                (true, _) => region.end_key.clone(),
+            let (region_start, region_end) = region_bounds(cf, region);
+            let start = start.max(region_start);
+            let end = match (end.is_empty(), region_end.is_empty()) {
+                (true, _) => region_end,
                 (false, true) => end,
-                (false, false) => end.min(region.end_key.clone()),
+                (false, false) => end.min(region_end),
             };
             if end.is_empty() {
                 batch.delete_from(cf, &start);

@@ -48,11 +48,13 @@ pub enum Request {
 }
 
 impl Request {
-    /// The keys this request touches (range requests return their start).
-    pub fn key(&self) -> &[u8] {
+    /// The stored key this request touches (range requests: their start) and its CF.
+    pub fn key(&self) -> (CfName, &[u8]) {
         match self {
-            Request::Put { key, .. } | Request::Delete { key, .. } | Request::CompareAndSwap { key, .. } => key,
-            Request::DeleteRange { start, .. } => start,
+            Request::Put { cf, key, .. } | Request::Delete { cf, key } | Request::CompareAndSwap { cf, key, .. } => {
+                (*cf, key)
+            }
+            Request::DeleteRange { cf, start, .. } => (*cf, start),
         }
     }
 }

@@ -17,6 +17,7 @@ mod store;
 
 pub use config::StoreConfig;
 pub use peer_storage::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
+pub use snapshot::{cf_is_encoded, key_in_region, region_bounds, DATA_CFS};
 pub use store::{PdReporter, RegionStatus, Store, StoreHandle, Transport};
 
 use keel_types::Region;

@@ -5,6 +5,7 @@
 use crate::peer_storage::{conf_state_of, PeerStorage};
 use keel_storage::{CfName, KvPair, WriteBatch};
 use keel_types::codec::encode;
+use keel_types::keys::{decode_bytes, storage_bound};
 use keel_types::Region;
 use raft::eraftpb::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -21,16 +22,37 @@ pub struct SnapshotData {
     pub cfs: Vec<(CfName, Vec<KvPair>)>,
 }
 
+/// True when `cf` stores memcomparable-encoded user keys (the transactional CFs).
+pub fn cf_is_encoded(cf: CfName) -> bool {
+    matches!(cf, CfName::Default | CfName::Lock | CfName::Write)
+}
+
+/// `region`'s range in `cf`'s storage key space: `(start, end)`, empty end = unbounded.
+pub fn region_bounds(cf: CfName, region: &Region) -> (Vec<u8>, Vec<u8>) {
+    let encoded = cf_is_encoded(cf);
+    (storage_bound(&region.start_key, encoded, false), storage_bound(&region.end_key, encoded, true))
+}
+
+/// True when the stored `key` of `cf` belongs to `region`.
+pub fn key_in_region(cf: CfName, key: &[u8], region: &Region) -> bool {
+    if cf_is_encoded(cf) {
+        decode_bytes(key).is_some_and(|(user, _)| region.contains(&user))
+    } else {
+        region.contains(key)
+    }
+}
+
 /// Builds a snapshot of `storage`'s region at its applied index.
 pub fn generate(storage: &PeerStorage) -> Result<Snapshot, String> {
     let applied = storage.apply_state.applied_index;
     let term = raft::Storage::term(storage, applied).map_err(|e| e.to_string())?;
     let snap = storage.engine().snapshot();
     let region = storage.region.clone();
-    let end = (!region.end_key.is_empty()).then_some(region.end_key.as_slice());
     let mut cfs = Vec::with_capacity(DATA_CFS.len());
     for cf in DATA_CFS {
-        let pairs = snap.scan(cf, &region.start_key, end, false, usize::MAX).map_err(|e| e.to_string())?;
+        let (start, end) = region_bounds(cf, &region);
+        let end = (!end.is_empty()).then_some(end.as_slice());
+        let pairs = snap.scan(cf, &start, end, false, usize::MAX).map_err(|e| e.to_string())?;
         cfs.push((cf, pairs));
     }
     let mut out = Snapshot::default();
@@ -44,10 +66,11 @@ pub fn generate(storage: &PeerStorage) -> Result<Snapshot, String> {
 /// Stages deleting every data key of `region`'s range.
 pub fn clear_range(batch: &mut WriteBatch, region: &Region) {
     for cf in DATA_CFS {
-        if region.end_key.is_empty() {
-            batch.delete_from(cf, &region.start_key);
+        let (start, end) = region_bounds(cf, region);
+        if end.is_empty() {
+            batch.delete_from(cf, &start);
         } else {
-            batch.delete_range(cf, &region.start_key, &region.end_key);
+            batch.delete_range(cf, &start, &end);
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod codec;
+pub mod keys;
 pub mod error;
 pub mod limits;
 pub mod planted;

@@ -1,5 +1,5 @@
-//! Rust client for keel: the PD client now; RawClient, TransactionClient, the region cache
-//! and retries as they land.
+//! Rust client for keel: the PD client, the RawKV client with its region cache and retry
+//! policy; the TransactionClient as it lands.
 //!
 //! Layering: this crate talks to PD and storage nodes only through the wire protocol in
 //! `keel_types::proto` over `keel-rpc`. It must never depend on keel-server, keel-raftstore,
@@ -7,6 +7,12 @@
 //! tests only), so an application linking the client pulls in no server code.
 #![deny(missing_docs)]
 
+mod error;
 mod pd;
+mod raw;
+mod region_cache;
 
+pub use error::{ClientError, Result};
 pub use pd::{PdClient, PdClientConfig, PdClientError, PdMembers, SplitIds, TsBatch};
+pub use raw::{KvPair, RawClient, RawClientConfig};
+pub use region_cache::{CachedRegion, LocateError, RegionCache};

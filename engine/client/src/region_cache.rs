@@ -90,10 +90,14 @@ impl State {
     /// Inserts `region`, dropping the entries it overlaps. Refused (returns false) when the
     /// cache already holds a newer view: the same region with a newer epoch, or an
     /// overlapping region with a larger `version` (it was split or merged after this view).
-    fn insert(&mut self, region: Region, leader: Option<Peer>) -> bool {
+    ///
+    /// With `force`, the region is installed whatever the cache holds: a lookup that missed
+    /// must route by PD's answer and remember the leader hints it gets, even if PD lags (the
+    /// store then answers `EpochNotMatch` with the current regions).
+    fn insert(&mut self, region: Region, leader: Option<Peer>, force: bool) -> bool {
         let mut leader = leader.filter(|l| region.peer(l.id).is_some());
         if let Some(old) = self.get_id(region.id) {
-            if region.epoch.is_stale_against(&old.region.epoch) {
+            if !force && region.epoch.is_stale_against(&old.region.epoch) {
                 return false;
             }
             if leader.is_none() && old.region.epoch == region.epoch {
@@ -103,7 +107,7 @@ impl State {
         let overlapped = self.overlapping(&region.start_key, &region.end_key);
         for start in &overlapped {
             let other = &self.regions[start].region;
-            if other.id != region.id && other.epoch.version > region.epoch.version {
+            if !force && other.id != region.id && other.epoch.version > region.epoch.version {
                 return false;
             }
         }
@@ -174,7 +178,7 @@ impl RegionCache {
     /// Caches `region` with `leader` (if it is one of its peers), dropping overlapped
     /// entries. Returns false (and changes nothing) if the cache holds a newer view.
     pub fn insert(&self, region: Region, leader: Option<Peer>) -> bool {
-        self.state().insert(region, leader)
+        self.state().insert(region, leader, false)
     }
 
     /// The cached region containing `key`, if any.
@@ -241,7 +245,7 @@ impl RegionCache {
         }
         for region in current {
             let leader = region.peer_on_store(answered_by).copied();
-            state.insert(region, leader);
+            state.insert(region, leader, false);
         }
     }
 
@@ -288,16 +292,12 @@ impl RegionCache {
         found.ok_or_else(|| LocateError::NotFound(format!("pd knows no region below {end:?}")))
     }
 
-    /// Caches a region PD answered (unless the cache holds a newer view) and returns it as
-    /// the route for this attempt either way: if it is stale, its store says so.
+    /// Caches a region PD answered for a lookup that missed, replacing whatever it overlaps
+    /// (see [`State::insert`] with `force`), and returns it as this attempt's route.
     fn load(&self, info: RegionInfo) -> CachedRegion {
         let mut state = self.state();
-        if state.insert(info.region.clone(), info.leader) {
-            if let Some(cached) = state.get_id(info.region.id) {
-                return cached.clone();
-            }
-        }
-        CachedRegion { region: info.region, leader: info.leader }
+        state.insert(info.region.clone(), info.leader, true);
+        state.get_id(info.region.id).cloned().unwrap_or(CachedRegion { region: info.region, leader: info.leader })
     }
 
     /// The address of store `id`: from the cache, else from PD.
@@ -413,6 +413,12 @@ mod tests {
         // An overlapping region at an older version (PD lagging behind a split).
         assert!(!c.insert(region(9, b"", b"", 2), None));
         assert_eq!(c.cached_by_id(1).unwrap().region.end_key, b"m");
+        // ...unless forced (a lookup that missed routes by PD's answer, stale or not).
+        assert!(c.state().insert(region(9, b"m", b"", 2), None, true));
+        assert_eq!(ids(&c), vec![1, 9]);
+        assert!(c.state().insert(region(1, b"", b"", 2), None, true));
+        assert_eq!(ids(&c), vec![1]);
+        assert!(c.insert(region(1, b"", b"m", 3), None));
         // The same epoch again keeps the known leader unless a new one is given.
         let leader = c.cached_by_id(1).unwrap().region.peers[2];
         c.on_not_leader(1, Some(leader), leader);

@@ -403,6 +403,15 @@ fn epoch_not_match_after_a_split_refreshes_and_operations_span_both_regions() {
             vec![kv("a", "1"), kv("z", "4")]
         );
 
+        // The right half drops out of the cache while PD still serves the unsplit region:
+        // the lookup routes by PD's stale answer (evicting the fresh left half), follows the
+        // leader hint and learns both halves again from the store.
+        client.region_cache().invalidate_region(right.id);
+        let stale_answers = cluster.fake().answers("epoch_not_match");
+        assert_eq!(client.get(b"z".to_vec()).await.unwrap(), Some(b"4".to_vec()));
+        assert_eq!(cluster.fake().answers("epoch_not_match"), stale_answers + 1);
+        assert_eq!(client.region_cache().region_count(), 2);
+
         // A client whose PD still serves the unsplit region finds its way too.
         let fresh = cluster.client(quick());
         assert_eq!(fresh.get(b"z".to_vec()).await.unwrap(), Some(b"4".to_vec()));

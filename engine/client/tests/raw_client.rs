@@ -87,7 +87,9 @@ fn answer_name(result: &StoreResult) -> String {
 }
 
 /// The keys a command touches, and the range it covers (start, end; empty end: region end).
-fn keys_of(cmd: &RawCommand) -> (Vec<&[u8]>, Option<(&[u8], &[u8])>) {
+type Touched<'a> = (Vec<&'a [u8]>, Option<(&'a [u8], &'a [u8])>);
+
+fn keys_of(cmd: &RawCommand) -> Touched<'_> {
     match cmd {
         RawCommand::Get { key }
         | RawCommand::Put { key, .. }
@@ -111,7 +113,7 @@ fn in_region(region: &Region, cmd: &RawCommand) -> Result<(), Vec<u8>> {
         }
     }
     if let Some((start, end)) = range {
-        if !region.contains(start) && !(start.is_empty() && region.start_key.is_empty()) {
+        if !region.contains(start) {
             return Err(start.to_vec());
         }
         let end_ok = if end.is_empty() { true } else { region.end_key.is_empty() || end <= region.end_key.as_slice() };

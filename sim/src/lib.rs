@@ -13,6 +13,8 @@ pub mod cluster;
 #[cfg(madsim)]
 pub mod counter;
 #[cfg(madsim)]
+pub mod faults;
+#[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
 pub mod scenario;

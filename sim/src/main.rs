@@ -19,6 +19,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use keel_sim::runner::{run, RunConfig, RunSummary};
     use keel_sim::scenario::{NEMESES, WORKLOADS};
+    use keel_types::planted::PlantedBug;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -66,6 +67,12 @@ mod cli {
         /// Simulated seconds of the safety phase (faults on).
         #[arg(long, default_value_t = 30)]
         duration: u64,
+        /// Plant a deliberate bug (negative test): ack-before-commit, skip-read-index.
+        #[arg(long)]
+        planted_bug: Option<String>,
+        /// Write the recorded history (keel JSONL) here (`run` only).
+        #[arg(long)]
+        history: Option<std::path::PathBuf>,
     }
 
     fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -89,12 +96,27 @@ mod cli {
         if let Some(bad) = nemesis.iter().find(|n| !NEMESES.contains(&n.as_str())) {
             return Err(format!("unknown nemesis {bad:?}; known: {}", NEMESES.join(", ")));
         }
-        Ok(RunConfig { seed, workload: opts.workload.clone(), nemesis, duration_s: opts.duration })
+        let planted = match &opts.planted_bug {
+            None => None,
+            Some(name) => Some(PlantedBug::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown planted bug {name:?}; known: {}", known.join(", "))
+            })?),
+        };
+        Ok(RunConfig {
+            seed,
+            workload: opts.workload.clone(),
+            nemesis,
+            duration_s: opts.duration,
+            planted,
+            history_out: opts.history.clone(),
+        })
     }
 
     fn repro(cfg: &RunConfig) -> String {
+        let planted = cfg.planted.map(|b| format!(" --planted-bug {}", b.name())).unwrap_or_default();
         format!(
-            "cargo sim -- run --seed {} --workload {} --nemesis {} --duration {}",
+            "cargo sim -- run --seed {} --workload {} --nemesis {} --duration {}{planted}",
             cfg.seed,
             cfg.workload,
             if cfg.nemesis.is_empty() { "none".to_string() } else { cfg.nemesis.join(",") },

@@ -1,6 +1,7 @@
 //! Runs one seed of one scenario inside a fresh madsim runtime and summarises it in the
 //! JSON line DESIGN.md §6 promises.
 
+use keel_types::planted::PlantedBug;
 use keel_types::trace;
 use serde::Serialize;
 use std::panic::AssertUnwindSafe;
@@ -17,6 +18,31 @@ pub struct RunConfig {
     pub nemesis: Vec<String>,
     /// Length of the safety phase (faults on), simulated seconds.
     pub duration_s: u64,
+    /// A deliberate bug to plant (negative tests: the checks must catch it).
+    pub planted: Option<PlantedBug>,
+    /// Where to write the recorded history (keel JSONL), if anywhere.
+    pub history_out: Option<std::path::PathBuf>,
+}
+
+impl RunConfig {
+    /// A run of `workload` under `nemesis` for `duration_s` simulated seconds.
+    pub fn new(seed: u64, workload: &str, nemesis: &[&str], duration_s: u64) -> RunConfig {
+        RunConfig {
+            seed,
+            workload: workload.into(),
+            nemesis: nemesis.iter().map(|s| s.to_string()).collect(),
+            duration_s,
+            planted: None,
+            history_out: None,
+        }
+    }
+}
+
+/// Which checker judges a scenario's history.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CheckModel {
+    /// Per-key linearizable compare-and-swap registers, initially absent.
+    CasRegister,
 }
 
 /// What a scenario reports back to the runner.
@@ -28,6 +54,8 @@ pub struct ScenarioOutcome {
     pub regions: u64,
     /// `None` when every check passed, else what was violated.
     pub violation: Option<String>,
+    /// The recorded history (keel JSONL) and the checker that judges it.
+    pub history: Option<(String, CheckModel)>,
 }
 
 /// The one JSON line every run ends with.
@@ -75,6 +103,30 @@ impl RunSummary {
 }
 
 /// Simulated time a run may take beyond its safety phase before it counts as a hang.
+/// Judges a history with jepsen-checker (outside the simulation: the checker may use threads).
+fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
+    use jepsen_checker::linear::{check, LinConfig, LinModel, LinVerdict};
+    let history = match jepsen_checker::parse(jsonl, Some(jepsen_checker::Format::Jsonl)) {
+        Ok(h) => h,
+        Err(e) => return Some(format!("history unreadable: {e:?}")),
+    };
+    let lin_model = match model {
+        CheckModel::CasRegister => LinModel::CasRegister,
+    };
+    let cfg = LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
+    match check(&history, &cfg) {
+        Err(e) => Some(format!("history rejected by the checker: {e:?}")),
+        Ok(report) => match report.verdict {
+            LinVerdict::Valid => None,
+            LinVerdict::Invalid(v) => {
+                let explanation = jepsen_checker::linear::explain(&history, &v).join("; ");
+                Some(format!("not linearizable: {explanation}"))
+            }
+            LinVerdict::Unknown(why) => Some(format!("linearizability unknown: {why}")),
+        },
+    }
+}
+
 const RUN_OVERTIME_MAX: Duration = Duration::from_secs(600);
 
 /// Runs one seed and returns its summary. A panic anywhere in the simulation (an assertion
@@ -95,6 +147,7 @@ pub fn run(cfg: &RunConfig) -> RunSummary {
 
 fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     trace::reset();
+    keel_types::planted::plant(cfg.planted);
     let wall = Instant::now();
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_secs(cfg.duration_s) + RUN_OVERTIME_MAX);
@@ -118,6 +171,17 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         }
     };
     let (hash, events) = trace::snapshot();
+    let mut outcome = outcome;
+    if let Some((jsonl, model)) = outcome.history.take() {
+        if let Some(path) = &cfg.history_out {
+            if let Err(e) = std::fs::write(path, &jsonl) {
+                eprintln!("could not write history to {}: {e}", path.display());
+            }
+        }
+        if outcome.violation.is_none() {
+            outcome.violation = check_history(&jsonl, model);
+        }
+    }
     RunSummary {
         seed: cfg.seed,
         workload: cfg.workload.clone(),

@@ -8,12 +8,7 @@ use keel_types::trace;
 use madsim::runtime::Runtime;
 
 fn cfg(seed: u64) -> RunConfig {
-    RunConfig {
-        seed,
-        workload: "counter".into(),
-        nemesis: ["kill", "partition", "loss", "pause", "skew"].map(String::from).to_vec(),
-        duration_s: 20,
-    }
+    RunConfig::new(seed, "counter", &["kill", "partition", "loss", "pause", "skew"], 20)
 }
 
 #[test]

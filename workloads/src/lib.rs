@@ -1,3 +1,12 @@
-//! Simulation workloads that record Jepsen-style histories
+//! Workloads: clients that drive a keel cluster and record what they saw as a Jepsen-style
+//! history (keel JSONL, as jepsen-checker reads it), so a checker — not the workload —
+//! judges the outcome.
 //!
-//! Filled by a later issue; see shared DESIGN.md §1 for its place in the layering.
+//! Layering: sits on top; uses the public client API only (never server internals), so
+//! what it proves holds for any user of the client.
+#![deny(missing_docs)]
+
+pub mod history;
+pub mod register;
+
+pub use history::{History, OpKind};

@@ -1,2 +1,70 @@
-//! keel binary
-fn main() {}
+//! `keel`: the production binary — a placement driver, a storage node, a local playground
+//! cluster and a control tool, all on real tokio networking and the fjall engine.
+
+mod ctl;
+mod playground;
+mod process;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "keel: a distributed transactional key-value store (TiKV-style regions on raft, simulation-tested)",
+    long_about = "keel: a distributed transactional key-value store.\n\n\
+        A cluster is one placement driver (`keel pd`: timestamps, ids, region routing) and storage\n\
+        nodes (`keel server`) that replicate regions of the key space with raft. `keel playground`\n\
+        starts a whole local cluster; `keel ctl` reads and writes it."
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a placement driver.
+    Pd(process::PdArgs),
+    /// Run a storage node.
+    Server(process::ServerArgs),
+    /// Run PD and N storage nodes on loopback (PD 127.0.0.1:2379, nodes from 127.0.0.1:20160).
+    Playground(playground::PlaygroundArgs),
+    /// Read and write a running cluster.
+    Ctl(ctl::CtlArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| {
+        eprintln!("warning: bad --log-level {:?}; using info", cli.log_level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Pd(args) => process::run_pd(args).await,
+            Command::Server(args) => process::run_server(args).await,
+            Command::Playground(args) => playground::run(args).await,
+            Command::Ctl(args) => ctl::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

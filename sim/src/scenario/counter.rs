@@ -49,43 +49,8 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
-    let safety_end = Instant::now() + Duration::from_secs(cfg.duration_s);
-    while Instant::now() < safety_end {
-        sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
-        let Some(fault) = pick(&cfg.nemesis, &mut rng) else { continue };
-        let hold = Duration::from_millis(rng.gen_range(100..3000));
-        match fault {
-            "kill" => {
-                cluster.kill("counter", &mut rng);
-                sleep(hold).await;
-                cluster.restart("counter");
-            }
-            "partition" => {
-                if rng.gen_bool(0.5) {
-                    cluster.isolate("counter");
-                } else {
-                    let c = format!("client-{}", rng.gen_range(0..CLIENTS));
-                    cluster.partition_one_way(&c, "counter");
-                }
-                sleep(hold).await;
-                cluster.heal();
-            }
-            "loss" => {
-                cluster.set_packet_loss(rng.gen_range(0.05..0.3));
-                sleep(hold).await;
-                cluster.set_packet_loss(0.0);
-            }
-            "pause" => {
-                cluster.pause("counter");
-                sleep(hold).await;
-                cluster.resume("counter");
-            }
-            "skew" => {
-                cluster.skew_clock("counter", rng.gen_range(-5_000..5_000));
-            }
-            _ => {}
-        }
-    }
+    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
+    crate::faults::run(&mut cluster, &["counter".to_string()], &cfg.nemesis, until, &mut rng).await;
 
     // Liveness: heal everything; every client must succeed again within the deadline.
     cluster.heal_all();
@@ -136,15 +101,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         violation = Some(format!("lost or phantom adds: total {total}, acknowledged {acked}, unknown {unknown}"));
     }
     keel_types::trace_event!("counter.final", "{total} {acked} {unknown} {ops}");
-    ScenarioOutcome { ops, regions: 0, violation }
-}
-
-fn pick<'a>(families: &'a [String], rng: &mut ChaCha8Rng) -> Option<&'a str> {
-    if families.is_empty() {
-        None
-    } else {
-        Some(families[rng.gen_range(0..families.len())].as_str())
-    }
+    ScenarioOutcome { ops, regions: 0, violation, history: None }
 }
 
 async fn client_loop(

@@ -1,11 +1,12 @@
 //! Scenarios: a cluster shape, a workload and its checks, run under the chosen nemeses.
 
 mod counter;
+pub mod register;
 
 use crate::runner::{RunConfig, ScenarioOutcome};
 
 /// Workloads `cargo sim -- run --workload W` accepts.
-pub const WORKLOADS: &[&str] = &["counter"];
+pub const WORKLOADS: &[&str] = &["counter", "register"];
 
 /// Fault families the scenarios understand.
 pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
@@ -14,6 +15,7 @@ pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     match cfg.workload.as_str() {
         "counter" => counter::run(cfg).await,
+        "register" => register::run(cfg).await,
         other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
     }
 }

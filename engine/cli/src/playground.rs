@@ -1,0 +1,61 @@
+//! `keel playground`: PD and N storage nodes in one process on loopback, for trying keel.
+
+use crate::process::{shutdown_signal, start_pd, start_server, PdArgs, ServerArgs};
+use clap::Args;
+use std::path::PathBuf;
+
+/// First storage node port; node i listens on `STORE_PORT_BASE + i`.
+const STORE_PORT_BASE: u16 = 20160;
+/// Most nodes a playground starts.
+const PLAYGROUND_NODES_MAX: usize = 16;
+
+/// Flags of `keel playground`.
+#[derive(Args, Clone)]
+pub struct PlaygroundArgs {
+    /// Root directory for the cluster's data (pd/ and store-N/ inside).
+    #[arg(long, default_value = "./keel-data")]
+    pub data_dir: PathBuf,
+    /// Number of storage nodes (regions are replicated 3 ways, or N ways if N < 3).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// PD address.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub pd_addr: String,
+}
+
+/// Runs the playground until Ctrl-C.
+pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
+    if args.nodes == 0 || args.nodes > PLAYGROUND_NODES_MAX {
+        return Err(format!("--nodes must be 1..={PLAYGROUND_NODES_MAX}, got {}", args.nodes));
+    }
+    let pd = PdArgs {
+        addr: args.pd_addr.clone(),
+        advertise_addr: None,
+        data_dir: args.data_dir.join("pd"),
+        max_replicas: args.nodes.min(3),
+    };
+    let mut tasks = vec![tokio::spawn(start_pd(pd))];
+    let mut endpoints = Vec::new();
+    for i in 0..args.nodes {
+        let addr = format!("127.0.0.1:{}", STORE_PORT_BASE + i as u16);
+        endpoints.push(addr.clone());
+        let server = ServerArgs {
+            pd: vec![args.pd_addr.clone()],
+            addr,
+            advertise_addr: None,
+            data_dir: args.data_dir.join(format!("store-{}", i + 1)),
+            labels: vec![format!("host=h{}", i + 1)],
+        };
+        tasks.push(tokio::spawn(start_server(server)));
+    }
+    println!("keel playground: pd {} | stores {} | data {}", args.pd_addr, endpoints.join(" "), args.data_dir.display());
+    println!("try: keel ctl --pd {} put hello world && keel ctl --pd {} get hello", args.pd_addr, args.pd_addr);
+    tokio::select! {
+        (first, _, _) = futures::future::select_all(tasks) => Err(match first {
+            Ok(Ok(())) => "a playground process exited".to_string(),
+            Ok(Err(e)) => format!("a playground process stopped: {e}"),
+            Err(e) => format!("a playground process panicked: {e}"),
+        }),
+        _ = shutdown_signal() => { println!("keel playground: stopped"); Ok(()) }
+    }
+}

@@ -1,0 +1,140 @@
+//! The register scenario: PD, three storage nodes and five client processes on their own
+//! nodes; processes read, write and compare-and-swap a few raw keys while storage nodes and
+//! PD are killed (torn disk tails), partitioned, paused and behind a lossy network. Then
+//! everything heals and every process must make progress in bounded time, the replicas must
+//! converge to identical data, and the history must be linearizable per key.
+
+use crate::cluster::Cluster;
+use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
+use keel_client::RawClient;
+use keel_pd::PdConfig;
+use keel_server::{run_node, NodeConfig};
+use keel_storage::{CfName, Engine};
+use keel_workloads::register::{run_process, Progress, RegisterConfig};
+use keel_workloads::History;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+const PD_PORT: u16 = 2379;
+const STORE_PORT: u16 = 20160;
+const STORES: usize = 3;
+const PROCESSES: u64 = 5;
+/// After healing, every process must complete an operation within this much simulated time.
+const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
+/// After the workload stops, replicas must hold identical data within this much time.
+const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Starts PD and the storage nodes; returns the PD address and the store names.
+pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<String>) {
+    let pd = cluster.add_node("pd", |env| async move {
+        let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
+        let mut config = PdConfig::new(env.addr(PD_PORT));
+        config.cluster_id = Some(1);
+        if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
+            tracing::warn!(%e, "pd stopped");
+        }
+    });
+    let pd_addr = pd.addr(PD_PORT);
+    let mut names = Vec::new();
+    for i in 1..=stores {
+        let name = format!("store-{i}");
+        let pd_addr = pd_addr.clone();
+        cluster.add_node(&name, move |env| {
+            let pd_addr = pd_addr.clone();
+            async move {
+                let mut config = NodeConfig::new(env.addr(STORE_PORT), vec![pd_addr]);
+                config.test_min = true;
+                config.store_heartbeat_interval = Duration::from_secs(1);
+                if let Err(e) = run_node(config, Arc::new(env.disk.clone()), env.clock.clone()).await {
+                    tracing::warn!(%e, "store stopped");
+                }
+            }
+        });
+        names.push(name);
+    }
+    (pd_addr, names)
+}
+
+/// Runs the scenario.
+pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
+    let mut cluster = Cluster::new();
+    let (pd_addr, stores) = start_cluster(&mut cluster, STORES);
+    let history = History::new();
+    let progress = Progress::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..PROCESSES {
+        let name = format!("client-{p}");
+        cluster.add_client(&name);
+        let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.clone());
+        let seed: u64 = madsim::rand::random();
+        tasks.push(cluster.spawn_on(&name, async move {
+            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            run_process(client, history, progress, p, RegisterConfig::default(), seed, stop).await;
+        }));
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
+    let mut targets = stores.clone();
+    targets.push("pd".into());
+    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
+    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
+
+    cluster.heal_all();
+    let healed_at = Instant::now();
+    let mut violation = None;
+    loop {
+        let done = {
+            let progress = progress.lock().unwrap();
+            (0..PROCESSES).all(|p| progress.get(&p).is_some_and(|t| *t > healed_at))
+        };
+        if done {
+            break;
+        }
+        if healed_at.elapsed() > LIVENESS_DEADLINE {
+            let progress = progress.lock().unwrap();
+            let stuck: Vec<u64> = (0..PROCESSES).filter(|p| !progress.get(p).is_some_and(|t| *t > healed_at)).collect();
+            violation = Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
+            break;
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    if violation.is_none() {
+        violation = check_replicas_converge(&cluster, &stores).await;
+    }
+    let (ok, fail, info) = history.outcomes();
+    keel_types::trace_event!("register.final", "{ok} {fail} {info}");
+    ScenarioOutcome {
+        ops: ok + fail + info,
+        regions: 1,
+        violation,
+        history: Some((history.to_jsonl(), CheckModel::CasRegister)),
+    }
+}
+
+/// Waits until every store's raw data is identical (all replicas applied the same log).
+async fn check_replicas_converge(cluster: &Cluster, stores: &[String]) -> Option<String> {
+    let start = Instant::now();
+    loop {
+        let images: Vec<Vec<(Vec<u8>, Vec<u8>)>> = stores
+            .iter()
+            .map(|s| cluster.env(s).disk.snapshot().scan(CfName::Raw, b"", None, false, usize::MAX).unwrap_or_default())
+            .collect();
+        if images.windows(2).all(|w| w[0] == w[1]) {
+            return None;
+        }
+        if start.elapsed() > CONVERGENCE_DEADLINE {
+            let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
+            return Some(format!("replicas diverge after {CONVERGENCE_DEADLINE:?}: raw keys per store {sizes:?}"));
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -264,10 +264,10 @@ fn cas_timeout_is_unknown_and_never_retried() {
 }
 
 #[test]
-fn idempotent_writes_retry_after_unknown_outcomes_unless_configured_not_to() {
+fn writes_report_unknown_outcomes_by_default_and_retry_only_when_configured() {
     block_on(async {
         let cluster = Cluster::start().await;
-        let client = cluster.client(quick());
+        let client = cluster.client(RawClientConfig { retry_writes_after_unknown: true, ..quick() });
         client.put(b"w".to_vec(), b"0".to_vec()).await.unwrap();
         cluster.fake().script("put", [Fault::Hang(Duration::from_millis(400))]);
         client.put(b"w".to_vec(), b"1".to_vec()).await.unwrap();
@@ -276,7 +276,7 @@ fn idempotent_writes_retry_after_unknown_outcomes_unless_configured_not_to() {
         cluster.fake().script("get", [Fault::Hang(Duration::from_millis(400))]);
         assert_eq!(client.get(b"w".to_vec()).await.unwrap(), Some(b"1".to_vec()));
 
-        let strict = cluster.client(RawClientConfig { retry_writes_after_unknown: false, ..quick() });
+        let strict = cluster.client(quick());
         strict.get(b"w".to_vec()).await.unwrap();
         cluster.fake().script("delete", [Fault::Hang(Duration::from_millis(400))]);
         let err = strict.delete(b"w".to_vec()).await.unwrap_err();

@@ -13,6 +13,7 @@ pub async fn handle(store: StoreHandle, pd: PdClient, req: StoreRequest) -> Stor
         StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
         StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd).await.map(StoreResponse::Raw),
         StoreRequest::SplitRegion { ctx, key } => split(&store, &pd, ctx, key).await,
+        StoreRequest::Txn { .. } => Err(InvalidArgument("txn not wired yet".into()).into()),
     }
 }
 

@@ -137,6 +137,16 @@ pub enum KeyError {
         /// Start timestamp of the transaction.
         start_ts: Timestamp,
     },
+    /// A rollback found the transaction already committed.
+    #[error("txn {start_ts} already committed at {commit_ts}")]
+    Committed {
+        /// Start timestamp of the transaction.
+        start_ts: Timestamp,
+        /// Its commit timestamp.
+        commit_ts: Timestamp,
+        /// The key.
+        key: Vec<u8>,
+    },
 }
 
 /// An invalid request: never retried, always a clear message.

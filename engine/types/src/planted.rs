@@ -10,17 +10,33 @@ pub enum PlantedBug {
     AckBeforeCommit,
     /// raftstore: serve reads from the leader's local state without ReadIndex.
     SkipReadIndex,
+    /// txn: prewrite does not notice another transaction's lock on the key (and
+    /// overwrites it).
+    PrewriteIgnoresLock,
+    /// txn: snapshot reads never report `Locked` (neither stored nor in-memory locks).
+    ReadIgnoresLock,
+    /// txn: async-commit / 1PC min_commit_ts ignores the node's max_ts (readers' start_ts).
+    AsyncCommitNoMaxTs,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 2] = [PlantedBug::AckBeforeCommit, PlantedBug::SkipReadIndex];
+    pub const ALL: [PlantedBug; 5] = [
+        PlantedBug::AckBeforeCommit,
+        PlantedBug::SkipReadIndex,
+        PlantedBug::PrewriteIgnoresLock,
+        PlantedBug::ReadIgnoresLock,
+        PlantedBug::AsyncCommitNoMaxTs,
+    ];
 
     /// The name `cargo sim -- run --planted-bug NAME` takes.
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeCommit => "ack-before-commit",
             PlantedBug::SkipReadIndex => "skip-read-index",
+            PlantedBug::PrewriteIgnoresLock => "prewrite-ignores-lock",
+            PlantedBug::ReadIgnoresLock => "read-ignores-lock",
+            PlantedBug::AsyncCommitNoMaxTs => "async-commit-no-max-ts",
         }
     }
 

@@ -4,3 +4,4 @@
 
 pub mod pd;
 pub mod store;
+pub mod txn;

@@ -1,6 +1,7 @@
 //! A storage node's protocol: raft traffic between peers and client commands.
 
 use crate::error::{InvalidArgument, KeyError, RegionError};
+use crate::proto::txn::{TxnCommand, TxnResponse};
 use crate::{Peer, Region, RegionEpoch, RegionId};
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +135,13 @@ pub enum StoreRequest {
         /// The command.
         cmd: RawCommand,
     },
+    /// A transactional command (see [`crate::proto::txn`]).
+    Txn {
+        /// Routing context.
+        ctx: Context,
+        /// The command.
+        cmd: TxnCommand,
+    },
     /// Split the context's region at `key` (manual split, `keel ctl split`).
     SplitRegion {
         /// Routing context.
@@ -174,6 +182,8 @@ pub enum StoreResponse {
     Raw(RawResponse),
     /// A split result: the regions after the split.
     Split(Vec<Region>),
+    /// A transactional result.
+    Txn(TxnResponse),
 }
 
 /// What every store call returns.

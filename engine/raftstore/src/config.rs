@@ -21,6 +21,12 @@ pub struct StoreConfig {
     pub raft_log_gc_threshold: u64,
     /// ...keeping this many of the newest applied entries for slightly lagging followers.
     pub raft_log_keep_entries: u64,
+    /// Ticks between a leader's split checks.
+    pub split_check_ticks: u64,
+    /// Split a region once its data exceeds this many bytes...
+    pub region_split_size_bytes: u64,
+    /// ...or this many keys (all data CFs together).
+    pub region_split_keys: u64,
     /// Messages the store loop takes from its inbox before processing a round.
     pub round_msgs_max: usize,
     /// Capacity of the store loop's inbox; senders wait beyond it.
@@ -38,6 +44,9 @@ impl StoreConfig {
             pd_heartbeat_ticks: 20,
             raft_log_gc_threshold: 10_000,
             raft_log_keep_entries: 1_000,
+            split_check_ticks: 100,
+            region_split_size_bytes: 256 * 1024 * 1024,
+            region_split_keys: 2_560_000,
             round_msgs_max: 4096,
             inbox_capacity: 65_536,
         }
@@ -48,6 +57,9 @@ impl StoreConfig {
         StoreConfig {
             raft_log_gc_threshold: 64,
             raft_log_keep_entries: 8,
+            split_check_ticks: 10,
+            region_split_size_bytes: 64 * 1024,
+            region_split_keys: 500,
             round_msgs_max: 64,
             inbox_capacity: 4096,
             ..StoreConfig::production(store_id)

@@ -13,6 +13,7 @@ pub mod keys;
 mod peer;
 mod peer_storage;
 mod snapshot;
+mod split_check;
 mod store;
 
 pub use config::StoreConfig;

@@ -9,6 +9,7 @@ use crate::config::StoreConfig;
 use crate::keys;
 use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
 use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
+use crate::split_check::{middle_key, region_stats};
 use crate::ReadView;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
@@ -34,6 +35,9 @@ pub trait PdReporter: Send + Sync + 'static {
     fn region_heartbeat(&self, hb: RegionHeartbeat);
     /// A split was applied on the leader.
     fn report_split(&self, left: Region, right: Region);
+    /// The leader found `region` too large: split it at `split_key` (asks PD for ids, then
+    /// proposes the split). Best effort; the next check asks again if it did not happen.
+    fn ask_split(&self, region: Region, split_key: Vec<u8>);
 }
 
 /// A region's state as the store loop reports it (for heartbeats, status pages and tests).
@@ -185,7 +189,15 @@ impl Store {
         }
         let current = peer.region().epoch;
         if ctx.region_epoch.version != current.version || ctx.region_epoch.conf_ver < current.conf_ver {
-            return Err(RegionError::EpochNotMatch { current_regions: vec![peer.region().clone()] }.into());
+            // The region and, if this store has it, its right neighbour (a split's other half).
+            let region = peer.region().clone();
+            let mut current_regions = vec![region.clone()];
+            if !region.end_key.is_empty() {
+                if let Some(right) = self.peers.values().find(|p| p.region().start_key == region.end_key) {
+                    current_regions.push(right.region().clone());
+                }
+            }
+            return Err(RegionError::EpochNotMatch { current_regions }.into());
         }
         Ok(())
     }
@@ -274,7 +286,17 @@ impl Store {
             peer.ticks += 1;
             peer.expire_reads(self.cfg.election_ticks as u64 * 2);
             if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
-                self.pd.region_heartbeat(heartbeat(peer));
+                self.pd.region_heartbeat(heartbeat(peer, &*self.engine));
+            }
+            if peer.is_leader() && peer.ticks % self.cfg.split_check_ticks == 0 {
+                let region = peer.region();
+                let stats = region_stats(&*self.engine, region)?;
+                if stats.bytes > self.cfg.region_split_size_bytes || stats.keys > self.cfg.region_split_keys {
+                    if let Some(key) = middle_key(&*self.engine, region)? {
+                        trace::record("split.ask", &region.id.to_be_bytes());
+                        self.pd.ask_split(region.clone(), key);
+                    }
+                }
             }
             let store = peer.raw.mut_store();
             let applied = store.apply_state.applied_index;
@@ -392,7 +414,7 @@ impl Store {
         // A new leader tells PD at once, so clients find it without waiting for a tick.
         for region_id in new_leaders {
             if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
-                self.pd.region_heartbeat(heartbeat(peer));
+                self.pd.region_heartbeat(heartbeat(peer, &*self.engine));
             }
         }
         Ok(())
@@ -423,11 +445,14 @@ impl Store {
     }
 }
 
-fn heartbeat(peer: &Peer) -> RegionHeartbeat {
+fn heartbeat(peer: &Peer, engine: &dyn Engine) -> RegionHeartbeat {
+    let stats = region_stats(engine, peer.region()).unwrap_or_default();
     RegionHeartbeat {
         region: peer.region().clone(),
         leader: Some(peer.meta),
         term: peer.raw.raft.term,
+        approximate_size_bytes: stats.bytes,
+        approximate_keys: stats.keys,
         ..Default::default()
     }
 }

@@ -87,8 +87,10 @@ pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock)
     register(&pd, &config, ident.store_id).await?;
 
     let store_cfg = if config.test_min { StoreConfig::test_min(ident.store_id) } else { StoreConfig::production(ident.store_id) };
-    let (store, handle) = Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), PdForwarder::start(pd.clone()))
-        .map_err(NodeError::Storage)?;
+    let forwarder = PdForwarder::start(pd.clone());
+    let (store, handle) =
+        Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), forwarder.clone()).map_err(NodeError::Storage)?;
+    forwarder.attach(handle.clone());
     let store_task = tokio::spawn(store.run());
 
     let (svc_store, svc_pd) = (handle.clone(), pd.clone());

@@ -1,11 +1,14 @@
 //! Region heartbeats and split reports from the store loop to PD, through a bounded queue
-//! and a background task so the store loop never waits on PD.
+//! and a background task so the store loop never waits on PD; and the automatic splits the
+//! store loop's split checker asks for.
 
+use crate::service::split_region;
 use keel_client::PdClient;
-use keel_raftstore::PdReporter;
+use keel_raftstore::{PdReporter, StoreHandle};
 use keel_types::proto::pd::RegionHeartbeat;
-use keel_types::Region;
-use std::sync::Arc;
+use keel_types::{Region, RegionId};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 
 /// Reports queued before new ones are dropped (the next heartbeat repeats the news).
@@ -16,27 +19,38 @@ enum Report {
     Split(Region, Region),
 }
 
-/// Forwards the store loop's reports to PD.
+/// Forwards the store loop's reports to PD, and runs the splits it asks for.
 pub struct PdForwarder {
     tx: mpsc::Sender<Report>,
+    pd: PdClient,
+    /// The store loop's handle, set once the loop exists (splits propose through it).
+    store: OnceLock<StoreHandle>,
+    /// Regions with a split in flight, so a slow split is not asked for twice.
+    splitting: Arc<Mutex<BTreeSet<RegionId>>>,
 }
 
 impl PdForwarder {
     /// Starts the forwarding task.
     pub fn start(pd: PdClient) -> Arc<PdForwarder> {
         let (tx, mut rx) = mpsc::channel(QUEUED_REPORTS_MAX);
+        let reporter = pd.clone();
         tokio::spawn(async move {
             while let Some(report) = rx.recv().await {
                 let result = match report {
-                    Report::Heartbeat(hb) => pd.region_heartbeat(hb).await.map(|_| ()),
-                    Report::Split(left, right) => pd.report_split(left, right).await,
+                    Report::Heartbeat(hb) => reporter.region_heartbeat(hb).await.map(|_| ()),
+                    Report::Split(left, right) => reporter.report_split(left, right).await,
                 };
                 if let Err(err) = result {
                     tracing::debug!(%err, "report to pd failed");
                 }
             }
         });
-        Arc::new(PdForwarder { tx })
+        Arc::new(PdForwarder { tx, pd, store: OnceLock::new(), splitting: Arc::default() })
+    }
+
+    /// Connects the forwarder to the store loop it reports for.
+    pub fn attach(&self, store: StoreHandle) {
+        let _ = self.store.set(store);
     }
 }
 
@@ -47,5 +61,20 @@ impl PdReporter for PdForwarder {
 
     fn report_split(&self, left: Region, right: Region) {
         let _ = self.tx.try_send(Report::Split(left, right));
+    }
+
+    fn ask_split(&self, region: Region, split_key: Vec<u8>) {
+        let Some(store) = self.store.get().cloned() else { return };
+        if !self.splitting.lock().expect("splitting lock").insert(region.id) {
+            return;
+        }
+        let (pd, splitting) = (self.pd.clone(), self.splitting.clone());
+        tokio::spawn(async move {
+            let id = region.id;
+            if let Err(err) = split_region(&store, &pd, region, split_key).await {
+                tracing::debug!(region = id, %err, "automatic split failed");
+            }
+            splitting.lock().expect("splitting lock").remove(&id);
+        });
     }
 }

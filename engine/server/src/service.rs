@@ -6,6 +6,7 @@ use keel_raftstore::cmd::{AdminRequest, CmdBody, CmdResult};
 use keel_raftstore::StoreHandle;
 use keel_types::error::InvalidArgument;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
+use keel_types::Region;
 
 /// Answers one store request.
 pub async fn handle(store: StoreHandle, pd: PdClient, req: StoreRequest) -> StoreResult {
@@ -23,15 +24,22 @@ async fn split(store: &StoreHandle, pd: &PdClient, ctx: Context, key: Vec<u8>) -
         return Err(InvalidArgument("split key is empty".into()).into());
     }
     // A linearizable view tells us the current region (and that we lead it).
-    let view = store.read(ctx.clone()).await?;
-    let ids = pd.ask_split(view.region.clone()).await.map_err(|e| StoreError::Unavailable(format!("pd: {e}")))?;
+    let view = store.read(ctx).await?;
+    split_region(store, pd, view.region, key).await.map(StoreResponse::Split)
+}
+
+/// Splits `region` (as the caller last saw it) at `key`: ids from PD, then the admin command
+/// through raft. Returns the regions after the split. Used by manual and automatic splits.
+pub async fn split_region(store: &StoreHandle, pd: &PdClient, region: Region, key: Vec<u8>) -> Result<Vec<Region>, StoreError> {
+    let ids = pd.ask_split(region.clone()).await.map_err(|e| StoreError::Unavailable(format!("pd: {e}")))?;
     let body = CmdBody::Admin(AdminRequest::Split {
         split_key: key,
         new_region_id: ids.new_region_id,
         new_peer_ids: ids.new_peer_ids,
     });
+    let ctx = Context { region_id: region.id, region_epoch: region.epoch, peer: None };
     match store.propose(ctx, body).await? {
-        CmdResult::Split(regions) => Ok(StoreResponse::Split(regions)),
+        CmdResult::Split(regions) => Ok(regions),
         other => Err(StoreError::Unavailable(format!("unexpected split result {other:?}"))),
     }
 }

@@ -46,6 +46,23 @@ pub struct Cluster {
     handle: Handle,
     nodes: BTreeMap<String, SimNode>,
     next_ip: u32,
+    roles: Roles,
+}
+
+/// What the nodes of a keel cluster are, for the nemesis: which hold replicas, where PD is,
+/// which run clients, and which keys the workload touches.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    /// Storage nodes (replicas: the fault budget protects a majority of them).
+    pub stores: Vec<String>,
+    /// PD's node (or the one non-replicated server of a harness scenario).
+    pub pd: Option<String>,
+    /// PD's client address, for leader lookups and splits.
+    pub pd_addr: Option<String>,
+    /// Nodes added with [`Cluster::add_client`].
+    pub clients: Vec<String>,
+    /// Keys the workload uses (leader lookups, split points).
+    pub keys: Vec<Vec<u8>>,
 }
 
 impl Default for Cluster {
@@ -57,7 +74,7 @@ impl Default for Cluster {
 impl Cluster {
     /// An empty cluster in the current madsim runtime.
     pub fn new() -> Cluster {
-        Cluster { handle: Handle::current(), nodes: BTreeMap::new(), next_ip: 1 }
+        Cluster { handle: Handle::current(), nodes: BTreeMap::new(), next_ip: 1, roles: Roles::default() }
     }
 
     /// Adds a node named `name` running `program`. The program is re-run from scratch
@@ -92,7 +109,36 @@ impl Cluster {
 
     /// Adds a node that only runs client tasks spawned with [`Cluster::spawn_on`].
     pub fn add_client(&mut self, name: &str) -> NodeEnv {
+        self.roles.clients.push(name.to_string());
         self.add_node(name, |_env| std::future::pending::<()>())
+    }
+
+    /// Names the cluster's storage nodes and PD (the nemesis needs to know which nodes hold
+    /// replicas). Scenarios built with `scenario::register::start_cluster` get this for free.
+    pub fn set_servers(&mut self, stores: &[String], pd: Option<&str>, pd_addr: Option<&str>) {
+        self.roles.stores = stores.to_vec();
+        self.roles.pd = pd.map(String::from);
+        self.roles.pd_addr = pd_addr.map(String::from);
+    }
+
+    /// Tells the nemesis which keys the workload uses.
+    pub fn set_workload_keys(&mut self, keys: Vec<Vec<u8>>) {
+        self.roles.keys = keys;
+    }
+
+    /// The cluster's roles.
+    pub fn roles(&self) -> &Roles {
+        &self.roles
+    }
+
+    /// The node whose IP is `ip`.
+    pub fn node_by_ip(&self, ip: IpAddr) -> Option<String> {
+        self.nodes.iter().find(|(_, n)| n.env.ip == ip).map(|(name, _)| name.clone())
+    }
+
+    /// Whether node `name` exists.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.nodes.contains_key(name)
     }
 
     /// Spawns a task on node `name` (it dies with the node).
@@ -129,7 +175,7 @@ impl Cluster {
 
     /// Kills the node: all its tasks stop at once and its disk loses what was not synced
     /// (a random prefix of the pending writes may survive: a torn tail).
-    pub fn kill<R: Rng>(&mut self, name: &str, rng: &mut R) {
+    pub fn kill<R: Rng + ?Sized>(&mut self, name: &str, rng: &mut R) {
         let handle = self.handle.clone();
         let node = self.node_mut(name);
         if !node.alive {
@@ -223,6 +269,26 @@ impl Cluster {
         trace_event!("sim.loss", "{rate}");
     }
 
+    /// Cuts traffic from `from` to `to` (a clog: it stalls, and flows again after
+    /// [`Cluster::unclog_link`]).
+    pub fn clog_link(&self, from: &str, to: &str) {
+        NetSim::current().clog_link(self.node(from).handle.id(), self.node(to).handle.id());
+        trace_event!("sim.clog", "{from} -> {to}");
+    }
+
+    /// Undoes [`Cluster::clog_link`].
+    pub fn unclog_link(&self, from: &str, to: &str) {
+        NetSim::current().unclog_link(self.node(from).handle.id(), self.node(to).handle.id());
+        trace_event!("sim.unclog", "{from} -> {to}");
+    }
+
+    /// Sets the network's per-message latency (`None`: madsim's default, 1–10 ms).
+    pub fn set_latency(&self, latency: Option<std::ops::Range<std::time::Duration>>) {
+        let latency = latency.unwrap_or_else(|| madsim::net::Config::default().send_latency);
+        trace_event!("sim.latency", "{latency:?}");
+        NetSim::current().update_config(|c| c.send_latency = latency);
+    }
+
     /// Skews node `name`'s wall clock by `offset_ms`.
     pub fn skew_clock(&self, name: &str, offset_ms: i64) {
         self.node(name).env.clock.set_offset_ms(offset_ms);
@@ -240,5 +306,6 @@ impl Cluster {
         }
         self.heal();
         self.set_packet_loss(0.0);
+        self.set_latency(None);
     }
 }

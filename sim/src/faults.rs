@@ -1,56 +1,216 @@
-//! The safety phase's fault loop: one fault at a time from the enabled families, held for a
-//! random while, then undone — so at most one node is down or cut off at once and the
-//! cluster can always recover (never more than a minority of a region's replicas).
+//! The safety phase's faults: the simulated [`Cluster`] as a [`keel_nemesis::Target`], and
+//! a thin entry point scenarios call to run the nemesis schedule against it.
+//!
+//! The run's nemesis options (mean gap between faults) and what fired are kept per thread —
+//! one madsim run owns its thread — so scenarios need not plumb them: the runner sets the
+//! options before a run ([`set_options`]) and reads the report after it ([`take_report`]).
 
 use crate::cluster::Cluster;
-use rand::Rng;
+use keel_client::PdClient;
+use keel_nemesis::{Capability, LocalFuture, NemesisConfig, Report, Target};
+use keel_rpc::RpcClient;
+use keel_types::proto::store::{Context, StoreRequest, StoreResponse, StoreResult};
+use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 
-/// Runs faults from `families` against `targets` until `until`.
-pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String], until: Instant, rng: &mut ChaCha8Rng) {
-    if targets.is_empty() {
-        return;
+/// The helper node the nemesis asks PD from (never faulted).
+const HELPER: &str = "nemesis";
+/// Bound on one leader lookup or split call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Per-run nemesis options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Mean simulated time between fault injections.
+    pub mean_gap: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { mean_gap: keel_nemesis::MEAN_GAP_DEFAULT }
     }
-    while Instant::now() < until {
-        sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
-        if families.is_empty() {
-            continue;
+}
+
+thread_local! {
+    static OPTIONS: RefCell<Options> = RefCell::new(Options::default());
+    static REPORT: RefCell<Report> = RefCell::new(Report::default());
+}
+
+/// Sets the nemesis options for the next run on this thread and clears the report.
+pub fn set_options(options: Options) {
+    OPTIONS.with(|o| *o.borrow_mut() = options);
+    REPORT.with(|r| *r.borrow_mut() = Report::default());
+}
+
+/// What the nemesis did in this thread's last run.
+pub fn take_report() -> Report {
+    REPORT.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// Runs faults from `families` until `until`. `targets` names the nodes that may be hurt:
+/// when the scenario has not named its servers ([`Cluster::set_servers`]), `pd` is PD,
+/// `store-*` are replicas, and any other node is treated as a single non-replicated server.
+/// The nemesis seed comes from `rng`.
+pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String], until: Instant, rng: &mut ChaCha8Rng) {
+    if cluster.roles().stores.is_empty() && cluster.roles().pd.is_none() {
+        let stores: Vec<String> = targets.iter().filter(|t| t.starts_with("store-")).cloned().collect();
+        let pd = targets.iter().find(|t| *t == "pd").or_else(|| targets.iter().find(|t| !t.starts_with("store-")));
+        let pd = pd.cloned();
+        cluster.set_servers(&stores, pd.as_deref(), None);
+    }
+    let cfg =
+        NemesisConfig { mean_gap: OPTIONS.with(|o| o.borrow().mean_gap), ..NemesisConfig::new(rng.gen(), families) };
+    let report = keel_nemesis::run(&mut SimTarget { cluster }, &cfg, until).await;
+    REPORT.with(|r| {
+        let mut r = r.borrow_mut();
+        for (family, n) in report.fired {
+            *r.fired.entry(family).or_default() += n;
         }
-        let family = families[rng.gen_range(0..families.len())].as_str();
-        let target = targets[rng.gen_range(0..targets.len())].as_str();
-        let hold = Duration::from_millis(rng.gen_range(100..4000));
-        match family {
-            "kill" => {
-                cluster.kill(target, rng);
-                sleep(hold).await;
-                cluster.restart(target);
+        for (family, n) in report.refused {
+            *r.refused.entry(family).or_default() += n;
+        }
+        for family in report.unsupported {
+            if !r.unsupported.contains(&family) {
+                r.unsupported.push(family);
             }
-            "partition" => {
-                if rng.gen_bool(0.7) {
-                    cluster.isolate(target);
-                } else {
-                    let other = targets[rng.gen_range(0..targets.len())].as_str();
-                    if other != target {
-                        cluster.partition_one_way(target, other);
-                    }
+        }
+    });
+}
+
+struct SimTarget<'a> {
+    cluster: &'a mut Cluster,
+}
+
+impl SimTarget<'_> {
+    fn helper(&mut self) -> Option<()> {
+        self.cluster.roles().pd_addr.as_ref()?;
+        if !self.cluster.has_node(HELPER) {
+            self.cluster.add_node(HELPER, |_env| std::future::pending::<()>());
+        }
+        Some(())
+    }
+
+    fn node_of_addr(&self, addr: &str) -> Option<String> {
+        let addr: SocketAddr = addr.parse().ok()?;
+        self.cluster.node_by_ip(addr.ip())
+    }
+}
+
+/// Asks PD for the region of `key` and the address of its leader's store.
+async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region, keel_types::Peer, String)> {
+    let pd = PdClient::new(vec![pd_addr]);
+    let lookup = async {
+        let info = pd.get_region(&key).await.ok()??;
+        let leader = info.leader?;
+        let store = pd.get_store(leader.store_id).await.ok()??;
+        Some((info.region, leader, store.address))
+    };
+    tokio::time::timeout(CALL_TIMEOUT, lookup).await.ok().flatten()
+}
+
+impl Target for SimTarget<'_> {
+    fn stores(&self) -> Vec<String> {
+        self.cluster.roles().stores.clone()
+    }
+
+    fn pd(&self) -> Option<String> {
+        self.cluster.roles().pd.clone()
+    }
+
+    fn clients(&self) -> Vec<String> {
+        self.cluster.roles().clients.clone()
+    }
+
+    fn supports(&self, cap: Capability) -> bool {
+        let keel = self.cluster.roles().pd_addr.is_some();
+        match cap {
+            Capability::Latency | Capability::FailSync | Capability::Corrupt => true,
+            Capability::RegionLeader | Capability::Split => keel,
+            // No raftstore support yet (no TransferLeader admin command, no conf change).
+            Capability::TransferLeader | Capability::Membership | Capability::SlowSync => false,
+        }
+    }
+
+    fn kill(&mut self, node: &str, rng: &mut dyn RngCore) {
+        self.cluster.kill(node, rng);
+    }
+
+    fn restart(&mut self, node: &str) {
+        self.cluster.restart(node);
+    }
+
+    fn pause(&mut self, node: &str) {
+        self.cluster.pause(node);
+    }
+
+    fn resume(&mut self, node: &str) {
+        self.cluster.resume(node);
+    }
+
+    fn clog_link(&mut self, from: &str, to: &str) {
+        self.cluster.clog_link(from, to);
+    }
+
+    fn unclog_link(&mut self, from: &str, to: &str) {
+        self.cluster.unclog_link(from, to);
+    }
+
+    fn set_packet_loss(&mut self, rate: f64) {
+        self.cluster.set_packet_loss(rate);
+    }
+
+    fn set_latency(&mut self, latency: Option<std::ops::Range<Duration>>) {
+        self.cluster.set_latency(latency);
+    }
+
+    fn set_clock_offset(&mut self, node: &str, offset_ms: i64) {
+        self.cluster.skew_clock(node, offset_ms);
+    }
+
+    fn fail_next_sync(&mut self, node: &str) {
+        keel_types::trace_event!("sim.fail_sync", "{node}");
+        self.cluster.env(node).disk.fail_next_sync();
+    }
+
+    fn corrupt_value(&mut self, node: &str, rng: &mut dyn RngCore) -> Option<String> {
+        let hit = self.cluster.env(node).disk.corrupt_random_value(rng);
+        keel_types::trace_event!("sim.corrupt", "{node} {hit:?}");
+        hit.map(|(cf, key)| format!("{cf:?} {key:?}"))
+    }
+
+    fn keys(&self) -> Vec<Vec<u8>> {
+        self.cluster.roles().keys.clone()
+    }
+
+    fn region_leader<'a>(&'a mut self, key: &'a [u8]) -> LocalFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.helper()?;
+            let pd_addr = self.cluster.roles().pd_addr.clone()?;
+            let found = self.cluster.spawn_on(HELPER, leader_of(pd_addr, key.to_vec())).await.ok()??;
+            self.node_of_addr(&found.2).filter(|n| self.cluster.roles().stores.contains(n))
+        })
+    }
+
+    fn split_region<'a>(&'a mut self, key: Vec<u8>) -> LocalFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.helper().ok_or("no PD to ask")?;
+            let pd_addr = self.cluster.roles().pd_addr.clone().ok_or("no PD address")?;
+            let call = async move {
+                let (region, leader, addr) = leader_of(pd_addr, key.clone()).await.ok_or("no leader known")?;
+                let ctx = Context { region_id: region.id, region_epoch: region.epoch, peer: Some(leader) };
+                let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(addr);
+                match client.call(StoreRequest::SplitRegion { ctx, key }, CALL_TIMEOUT).await {
+                    Ok(Ok(StoreResponse::Split(_))) => Ok(()),
+                    Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
-                sleep(hold).await;
-                cluster.heal();
-            }
-            "loss" => {
-                cluster.set_packet_loss(rng.gen_range(0.05..0.3));
-                sleep(hold).await;
-                cluster.set_packet_loss(0.0);
-            }
-            "pause" => {
-                cluster.pause(target);
-                sleep(hold).await;
-                cluster.resume(target);
-            }
-            "skew" => cluster.skew_clock(target, rng.gen_range(-5_000..5_000)),
-            other => panic!("unknown fault family {other}"),
-        }
+            };
+            self.cluster.spawn_on(HELPER, call).await.map_err(|e| format!("helper task: {e}"))?
+        })
     }
 }

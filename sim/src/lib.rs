@@ -11,9 +11,13 @@
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod corpus;
+#[cfg(madsim)]
 pub mod counter;
 #[cfg(madsim)]
 pub mod faults;
+#[cfg(madsim)]
+pub mod negative;
 #[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]

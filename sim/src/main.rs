@@ -1,4 +1,5 @@
-//! `cargo sim`: run one seed, or a swarm of seeds, of a simulated keel cluster.
+//! `cargo sim`: run one seed, a swarm of seeds, the regression corpus or the planted-bug
+//! (negative) tests on a simulated keel cluster.
 //!
 //! Contract (DESIGN.md §6): every run ends with one JSON line; exit 0 when every run is ok,
 //! 1 on a violation, 2 on a usage error.
@@ -17,11 +18,47 @@ fn main() {
 #[cfg(madsim)]
 mod cli {
     use clap::{Parser, Subcommand};
-    use keel_sim::runner::{run, RunConfig, RunSummary};
-    use keel_sim::scenario::{NEMESES, WORKLOADS};
+    use keel_sim::negative::{self, CaseResult};
+    use keel_sim::runner::{run, RunConfig, RunSummary, STORES_DEFAULT};
+    use keel_sim::scenario::WORKLOADS;
     use keel_types::planted::PlantedBug;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    /// Workloads whose scenario honours `--stores` (others always run their own shape).
+    const SHAPED_WORKLOADS: &[&str] = &["register"];
+    /// Workloads a swarm draws from when `--workload` is not given (`counter` is the
+    /// harness self-test, not keel).
+    fn swarm_workloads() -> Vec<&'static str> {
+        WORKLOADS.iter().copied().filter(|w| *w != "counter").collect()
+    }
+    /// Families a swarm draws from when `--nemesis` is not given: every family the simulated
+    /// cluster supports (`transfer-leader` and `membership` need raftstore/PD work first).
+    const SWARM_FAMILIES: &[&str] = &[
+        "kill",
+        "pd-restart",
+        "pause",
+        "partition",
+        "isolate-leader",
+        "isolate-pd",
+        "ring",
+        "bridge",
+        "clog",
+        "loss",
+        "latency",
+        "skew",
+        "disk-fail",
+        "corrupt",
+        "split",
+    ];
+    /// Mean gaps between faults a swarm draws from, milliseconds.
+    const SWARM_GAPS_MS: &[u64] = &[250, 500, 1_000, 2_000, 4_000];
+    /// One seed in this many gets a determinism re-check in a swarm.
+    const DETERMINISM_RECHECK_ONE_IN: u64 = 20;
 
     #[derive(Parser)]
     #[command(name = "cargo sim --", about = "Deterministic simulation of a keel cluster", version)]
@@ -43,7 +80,9 @@ mod cli {
             #[arg(long)]
             check_determinism: bool,
         },
-        /// Run a range of seeds (e.g. `--seeds 1..200`) and list the failing ones.
+        /// Run a range of seeds (e.g. `--seeds 1..200`); each seed draws its own workload,
+        /// fault families, fault rate, cluster shape and BUGGIFY from its seed, within what
+        /// the flags given allow. Lists failing seeds with their reproduction commands.
         Swarm {
             /// Half-open seed range A..B.
             #[arg(long, value_parser = parse_range)]
@@ -53,21 +92,46 @@ mod cli {
             /// Parallel runs (each on its own thread; a run is single-threaded).
             #[arg(long, default_value_t = 2)]
             jobs: usize,
+            /// Do not draw: run every seed with exactly the flags given (`run`'s defaults).
+            #[arg(long)]
+            fixed: bool,
+        },
+        /// Replay a regression corpus (default ci/seeds.toml), checking determinism of each.
+        Replay {
+            /// The corpus file.
+            #[arg(default_value = "ci/seeds.toml")]
+            corpus: std::path::PathBuf,
+        },
+        /// Run every planted bug over its seed budget; fail if one is not caught.
+        Negative {
+            /// Only this bug.
+            #[arg(long)]
+            bug: Option<String>,
         },
     }
 
-    #[derive(clap::Args, Clone)]
+    #[derive(clap::Args, Clone, Default)]
     struct Opts {
-        /// Workload to run.
-        #[arg(long, default_value = "counter")]
-        workload: String,
-        /// Comma-separated fault families (kill, partition, loss, pause, skew), or "none".
-        #[arg(long, default_value = "kill,partition,loss")]
-        nemesis: String,
+        /// Workload to run (default counter for `run`; a swarm draws one per seed).
+        #[arg(long)]
+        workload: Option<String>,
+        /// Comma-separated fault families, or "none" (default kill,partition,loss for `run`;
+        /// a swarm draws a subset per seed). `cargo sim -- families` lists them.
+        #[arg(long)]
+        nemesis: Option<String>,
         /// Simulated seconds of the safety phase (faults on).
         #[arg(long, default_value_t = 30)]
         duration: u64,
-        /// Plant a deliberate bug (negative test): ack-before-commit, skip-read-index.
+        /// Storage nodes (3 or 5) for workloads that take a shape; a swarm draws it.
+        #[arg(long)]
+        stores: Option<usize>,
+        /// Switch BUGGIFY sites on (each is then enabled in ~25% of runs).
+        #[arg(long)]
+        buggify: bool,
+        /// Mean simulated milliseconds between fault injections; a swarm draws it.
+        #[arg(long)]
+        fault_gap: Option<u64>,
+        /// Plant a deliberate bug (negative test), e.g. ack-before-commit, skip-read-index.
         #[arg(long)]
         planted_bug: Option<String>,
         /// Write the recorded history (keel JSONL) here (`run` only).
@@ -85,17 +149,23 @@ mod cli {
         Ok((a, b))
     }
 
-    fn config(seed: u64, opts: &Opts) -> Result<RunConfig, String> {
-        if !WORKLOADS.contains(&opts.workload.as_str()) {
-            return Err(format!("unknown workload {:?}; known: {}", opts.workload, WORKLOADS.join(", ")));
-        }
-        let nemesis: Vec<String> = match opts.nemesis.as_str() {
+    fn split_list(list: &str) -> Vec<String> {
+        match list {
             "" | "none" => vec![],
             list => list.split(',').map(|s| s.trim().to_string()).collect(),
-        };
-        if let Some(bad) = nemesis.iter().find(|n| !NEMESES.contains(&n.as_str())) {
-            return Err(format!("unknown nemesis {bad:?}; known: {}", NEMESES.join(", ")));
         }
+    }
+
+    fn config(seed: u64, opts: &Opts) -> Result<RunConfig, String> {
+        let workload = opts.workload.clone().unwrap_or_else(|| "counter".into());
+        if !WORKLOADS.contains(&workload.as_str()) {
+            return Err(format!("unknown workload {workload:?}; known: {}", WORKLOADS.join(", ")));
+        }
+        let nemesis = split_list(opts.nemesis.as_deref().unwrap_or("kill,partition,loss"));
+        keel_nemesis::validate(&nemesis).map_err(|bad| {
+            let known: Vec<&str> = keel_nemesis::FAMILIES.iter().map(|(f, _)| *f).collect();
+            format!("unknown nemesis {bad:?}; known: {}", known.join(", "))
+        })?;
         let planted = match &opts.planted_bug {
             None => None,
             Some(name) => Some(PlantedBug::from_name(name).ok_or_else(|| {
@@ -103,29 +173,104 @@ mod cli {
                 format!("unknown planted bug {name:?}; known: {}", known.join(", "))
             })?),
         };
-        Ok(RunConfig {
-            seed,
-            workload: opts.workload.clone(),
-            nemesis,
-            duration_s: opts.duration,
-            planted,
-            history_out: opts.history.clone(),
-        })
+        let stores = opts.stores.unwrap_or(STORES_DEFAULT);
+        if !(1..=7).contains(&stores) {
+            return Err(format!("--stores {stores}: 1 to 7"));
+        }
+        if stores != STORES_DEFAULT && !SHAPED_WORKLOADS.contains(&workload.as_str()) {
+            return Err(format!(
+                "workload {workload} has a fixed shape; --stores works with {}",
+                SHAPED_WORKLOADS.join(", ")
+            ));
+        }
+        let mut cfg = RunConfig::new(seed, &workload, &[], opts.duration);
+        cfg.nemesis = nemesis;
+        cfg.planted = planted;
+        cfg.history_out = opts.history.clone();
+        cfg.stores = stores;
+        cfg.buggify = opts.buggify;
+        if let Some(gap) = opts.fault_gap {
+            cfg.fault_gap_ms = gap.max(1);
+        }
+        Ok(cfg)
+    }
+
+    /// A seed's swarm configuration: drawn from the seed (and the flags that pin choices).
+    fn draw(seed: u64, opts: &Opts) -> Opts {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7377_6172_6d21_u64.rotate_left(17));
+        let mut drawn = opts.clone();
+        let workloads = swarm_workloads();
+        let workload = opts
+            .workload
+            .clone()
+            .unwrap_or_else(|| workloads.choose(&mut rng).copied().unwrap_or("counter").to_string());
+        let pool: Vec<String> = match &opts.nemesis {
+            Some(list) => split_list(list),
+            None => SWARM_FAMILIES.iter().map(|s| s.to_string()).collect(),
+        };
+        // Swarm testing: a random subset of the families (each kept with probability 1/2,
+        // never none unless the pool is empty), so some runs hammer one fault hard.
+        let mut subset: Vec<String> = pool.iter().filter(|_| rng.gen_bool(0.5)).cloned().collect();
+        if subset.is_empty() {
+            if let Some(one) = pool.choose(&mut rng) {
+                subset.push(one.clone());
+            }
+        }
+        drawn.nemesis = Some(if subset.is_empty() { "none".into() } else { subset.join(",") });
+        drawn.fault_gap = Some(opts.fault_gap.unwrap_or_else(|| *SWARM_GAPS_MS.choose(&mut rng).expect("gaps")));
+        drawn.stores = Some(match opts.stores {
+            Some(n) => n,
+            None if SHAPED_WORKLOADS.contains(&workload.as_str()) && rng.gen_bool(0.3) => 5,
+            None => STORES_DEFAULT,
+        });
+        drawn.buggify = opts.buggify || rng.gen_bool(0.5);
+        drawn.workload = Some(workload);
+        drawn
     }
 
     fn repro(cfg: &RunConfig) -> String {
         let planted = cfg.planted.map(|b| format!(" --planted-bug {}", b.name())).unwrap_or_default();
         format!(
-            "cargo sim -- run --seed {} --workload {} --nemesis {} --duration {}{planted}",
+            "cargo sim -- run --seed {} --workload {} --nemesis {} --duration {} --stores {} --fault-gap {}{}{planted}",
             cfg.seed,
             cfg.workload,
             if cfg.nemesis.is_empty() { "none".to_string() } else { cfg.nemesis.join(",") },
-            cfg.duration_s
+            cfg.duration_s,
+            cfg.stores,
+            cfg.fault_gap_ms,
+            if cfg.buggify { " --buggify" } else { "" },
         )
     }
 
     fn print_summary(summary: &RunSummary) {
         println!("{}", serde_json::to_string(summary).expect("summary serialises"));
+    }
+
+    /// Runs `cfg` twice; `Err` describes a difference.
+    fn run_twice(cfg: &RunConfig) -> (RunSummary, Result<(), String>) {
+        let first = run(cfg);
+        let second = run(cfg);
+        if first.fingerprint() == second.fingerprint() {
+            (first, Ok(()))
+        } else {
+            let why = format!(
+                "nondeterministic: trace {} ({} events, {:?}) vs {} ({} events, {:?})",
+                first.trace_hash,
+                first.trace_events,
+                first.faults,
+                second.trace_hash,
+                second.trace_events,
+                second.faults
+            );
+            (first, Err(why))
+        }
+    }
+
+    fn recheck(seed: u64) -> bool {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % DETERMINISM_RECHECK_ONE_IN == 0
     }
 
     pub fn main() -> i32 {
@@ -137,80 +282,220 @@ mod cli {
             }
         };
         match args.command {
-            Command::Run { seed, opts, check_determinism } => {
-                let cfg = match config(seed, &opts) {
-                    Ok(cfg) => cfg,
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        return 2;
-                    }
-                };
-                eprintln!("seed {seed}: {}", repro(&cfg));
-                let first = run(&cfg);
-                if check_determinism {
-                    let second = run(&cfg);
-                    if first.fingerprint() != second.fingerprint() {
-                        eprintln!("NONDETERMINISM: seed {seed} ran twice with different traces");
-                        print_summary(&first);
-                        let mut second = second;
-                        second.verdict = format!(
-                            "nondeterministic: trace {} ({} events) vs {} ({} events)",
-                            first.trace_hash, first.trace_events, second.trace_hash, second.trace_events
-                        );
-                        print_summary(&second);
-                        return 1;
-                    }
-                    eprintln!("determinism: ok ({} events, trace {})", first.trace_events, first.trace_hash);
-                }
-                print_summary(&first);
-                if first.ok() {
-                    0
-                } else {
-                    eprintln!("FAILED: reproduce with: {}", repro(&cfg));
-                    1
-                }
+            Command::Run { seed, opts, check_determinism } => run_one(seed, &opts, check_determinism),
+            Command::Swarm { seeds, opts, jobs, fixed } => swarm(seeds, &opts, jobs, fixed),
+            Command::Replay { corpus } => replay(&corpus),
+            Command::Negative { bug } => negative_tests(bug.as_deref()),
+        }
+    }
+
+    fn run_one(seed: u64, opts: &Opts, check_determinism: bool) -> i32 {
+        let cfg = match config(seed, opts) {
+            Ok(cfg) => cfg,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return 2;
             }
-            Command::Swarm { seeds: (from, to), opts, jobs } => {
-                if let Err(err) = config(from, &opts) {
-                    eprintln!("error: {err}");
+        };
+        eprintln!("seed {seed}: {}", repro(&cfg));
+        let first = if check_determinism {
+            let (first, same) = run_twice(&cfg);
+            if let Err(why) = same {
+                eprintln!("NONDETERMINISM: seed {seed} ran twice with different traces");
+                let mut summary = first;
+                summary.verdict = why;
+                print_summary(&summary);
+                eprintln!("FAILED: reproduce with: {} --check-determinism", repro(&cfg));
+                return 1;
+            }
+            eprintln!("determinism: ok ({} events, trace {})", first.trace_events, first.trace_hash);
+            first
+        } else {
+            run(&cfg)
+        };
+        print_summary(&first);
+        if first.ok() {
+            0
+        } else {
+            eprintln!("FAILED: reproduce with: {}", repro(&cfg));
+            1
+        }
+    }
+
+    fn describe(cfg: &RunConfig) -> String {
+        format!(
+            "{} stores={} nemesis={} gap={}ms{}",
+            cfg.workload,
+            cfg.stores,
+            if cfg.nemesis.is_empty() { "none".into() } else { cfg.nemesis.join(",") },
+            cfg.fault_gap_ms,
+            if cfg.buggify { " buggify" } else { "" }
+        )
+    }
+
+    fn swarm((from, to): (u64, u64), opts: &Opts, jobs: usize, fixed: bool) -> i32 {
+        let cfg_of = |seed: u64| if fixed { config(seed, opts) } else { config(seed, &draw(seed, opts)) };
+        if let Err(err) = cfg_of(from) {
+            eprintln!("error: {err}");
+            return 2;
+        }
+        let next = Arc::new(AtomicU64::new(from));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicU64::new(0));
+        let sim_total = Arc::new(Mutex::new(0.0f64));
+        let rechecked = Arc::new(AtomicU64::new(0));
+        let total = to - from;
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.max(1) {
+                let (next, failures, done, sim_total, rechecked) =
+                    (next.clone(), failures.clone(), done.clone(), sim_total.clone(), rechecked.clone());
+                let cfg_of = &cfg_of;
+                scope.spawn(move || loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= to {
+                        break;
+                    }
+                    let cfg = cfg_of(seed).expect("every drawn configuration is valid");
+                    let (summary, verdict) = if recheck(seed) {
+                        rechecked.fetch_add(1, Ordering::Relaxed);
+                        let (summary, same) = run_twice(&cfg);
+                        let verdict = match same {
+                            Ok(()) => summary.verdict.clone(),
+                            Err(why) => why,
+                        };
+                        (summary, verdict)
+                    } else {
+                        let summary = run(&cfg);
+                        let verdict = summary.verdict.clone();
+                        (summary, verdict)
+                    };
+                    let mut summary = summary;
+                    summary.verdict = verdict;
+                    print_summary(&summary);
+                    *sim_total.lock().unwrap() += summary.sim_seconds;
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    let mut failed = failures.lock().unwrap();
+                    if !summary.ok() {
+                        failed.push((seed, repro(&cfg), summary.verdict.clone()));
+                    }
+                    let elapsed = started.elapsed().as_secs_f64();
+                    let eta = elapsed / n as f64 * (total - n) as f64;
+                    eprintln!(
+                        "[{n}/{total} {:.0}s eta {eta:.0}s, {} failed] seed {seed} {}: {} ({:.2}s wall)",
+                        elapsed,
+                        failed.len(),
+                        describe(&cfg),
+                        if summary.ok() { "ok" } else { "FAILED" },
+                        summary.wall_seconds,
+                    );
+                });
+            }
+        });
+        let wall = started.elapsed().as_secs_f64();
+        let sim = *sim_total.lock().unwrap();
+        let mut failures = failures.lock().unwrap().clone();
+        failures.sort();
+        eprintln!(
+            "swarm: {total} seeds in {wall:.1}s wall ({:.0} seeds/min, {:.0} simulated s per wall s over {} jobs), {} re-run for determinism",
+            total as f64 / wall * 60.0,
+            sim / wall,
+            jobs.max(1),
+            rechecked.load(Ordering::Relaxed),
+        );
+        if failures.is_empty() {
+            eprintln!("swarm: all {total} seeds ok");
+            0
+        } else {
+            eprintln!("swarm: {} of {total} seeds FAILED:", failures.len());
+            for (_, cmd, verdict) in &failures {
+                eprintln!("  {verdict}\n    reproduce: {cmd}");
+            }
+            1
+        }
+    }
+
+    fn replay(path: &std::path::Path) -> i32 {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return 2;
+            }
+        };
+        let seeds = match keel_sim::corpus::parse(&text) {
+            Ok(seeds) => seeds,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return 2;
+            }
+        };
+        let mut failed = 0;
+        for entry in &seeds {
+            let cfg = match entry.config() {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {}: seed {}: {e}", path.display(), entry.seed);
                     return 2;
                 }
-                let next = Arc::new(AtomicU64::new(from));
-                let failures = Arc::new(Mutex::new(Vec::new()));
-                let done = Arc::new(AtomicU64::new(0));
-                let total = to - from;
-                std::thread::scope(|scope| {
-                    for _ in 0..jobs.max(1) {
-                        let (next, failures, done, opts) = (next.clone(), failures.clone(), done.clone(), opts.clone());
-                        scope.spawn(move || loop {
-                            let seed = next.fetch_add(1, Ordering::Relaxed);
-                            if seed >= to {
-                                break;
-                            }
-                            let cfg = config(seed, &opts).expect("validated above");
-                            let summary = run(&cfg);
-                            print_summary(&summary);
-                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            eprintln!("[{n}/{total}] seed {seed}: {}", summary.verdict);
-                            if !summary.ok() {
-                                failures.lock().unwrap().push((seed, repro(&cfg), summary.verdict));
-                            }
-                        });
-                    }
-                });
-                let mut failures = failures.lock().unwrap().clone();
-                failures.sort();
-                if failures.is_empty() {
-                    eprintln!("swarm: {total} seeds, all ok");
-                    0
-                } else {
-                    eprintln!("swarm: {} of {total} seeds FAILED:", failures.len());
-                    for (_, cmd, verdict) in &failures {
-                        eprintln!("  {verdict}\n    reproduce: {cmd}");
-                    }
-                    1
-                }
+            };
+            if !WORKLOADS.contains(&cfg.workload.as_str()) {
+                eprintln!("error: {}: seed {}: unknown workload {}", path.display(), entry.seed, cfg.workload);
+                return 2;
+            }
+            let (mut summary, same) = run_twice(&cfg);
+            // An entry with a planted bug documents a catch: it passes when the run fails.
+            let expect_failure = cfg.planted.is_some();
+            let pass = same.is_ok() && summary.ok() != expect_failure;
+            if let Err(why) = same {
+                summary.verdict = why;
+            }
+            print_summary(&summary);
+            if !pass {
+                failed += 1;
+                eprintln!(
+                    "corpus seed {} ({}) FAILED: {}\n    reproduce: {}",
+                    entry.seed,
+                    entry.note,
+                    summary.verdict,
+                    repro(&cfg)
+                );
             }
         }
+        eprintln!("replayed {} corpus seeds from {}, {failed} failed", seeds.len(), path.display());
+        i32::from(failed > 0)
+    }
+
+    fn negative_tests(only: Option<&str>) -> i32 {
+        let mut missed = 0;
+        let started = Instant::now();
+        for case in negative::CASES.iter().filter(|c| only.is_none_or(|b| b == c.bug.name())) {
+            let range = format!("seeds {}..{}", case.first_seed, case.first_seed + case.budget);
+            let t = Instant::now();
+            match negative::run_case(case, WORKLOADS) {
+                CaseResult::Caught { seed, runs, summary } => {
+                    let cmd = repro(&negative::config(case, seed));
+                    eprintln!(
+                        "negative {}: caught at seed {seed} ({runs} of {} runs, {:.1}s): {}\n    reproduce: {cmd}",
+                        case.bug.name(),
+                        case.budget,
+                        t.elapsed().as_secs_f64(),
+                        summary.verdict.chars().take(160).collect::<String>(),
+                    );
+                }
+                CaseResult::Missed => {
+                    missed += 1;
+                    eprintln!(
+                        "negative {}: NOT CAUGHT in {range} ({} {}): the checks are blind to it",
+                        case.bug.name(),
+                        case.workload,
+                        case.nemesis.join(",")
+                    );
+                }
+                CaseResult::Skipped(why) => eprintln!("negative {}: skipped: {why}", case.bug.name()),
+            }
+        }
+        eprintln!("negative: {missed} planted bugs missed ({:.1}s)", started.elapsed().as_secs_f64());
+        i32::from(missed > 0)
     }
 }

@@ -4,6 +4,7 @@
 use keel_types::planted::PlantedBug;
 use keel_types::trace;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,16 @@ pub struct RunConfig {
     pub planted: Option<PlantedBug>,
     /// Where to write the recorded history (keel JSONL), if anywhere.
     pub history_out: Option<std::path::PathBuf>,
+    /// Storage nodes, where the scenario lets the shape vary (3 or 5; default 3).
+    pub stores: usize,
+    /// Switch BUGGIFY sites on (each then enabled in about a quarter of runs).
+    pub buggify: bool,
+    /// Mean simulated milliseconds between fault injections.
+    pub fault_gap_ms: u64,
 }
+
+/// Storage nodes unless a run asks for another shape.
+pub const STORES_DEFAULT: usize = 3;
 
 impl RunConfig {
     /// A run of `workload` under `nemesis` for `duration_s` simulated seconds.
@@ -34,6 +44,9 @@ impl RunConfig {
             duration_s,
             planted: None,
             history_out: None,
+            stores: STORES_DEFAULT,
+            buggify: false,
+            fault_gap_ms: keel_nemesis::MEAN_GAP_DEFAULT.as_millis() as u64,
         }
     }
 }
@@ -81,6 +94,18 @@ pub struct RunSummary {
     pub trace_hash: String,
     /// Number of events folded into the hash.
     pub trace_events: u64,
+    /// Storage nodes.
+    pub stores: usize,
+    /// Whether BUGGIFY was on.
+    pub buggify: bool,
+    /// Faults injected, per family.
+    pub faults: BTreeMap<String, u64>,
+    /// Requested fault families this cluster cannot support (they never fired).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults_unsupported: Vec<String>,
+    /// BUGGIFY sites that fired (`file:line` → times).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub buggified: BTreeMap<String, u64>,
 }
 
 impl RunSummary {
@@ -90,7 +115,7 @@ impl RunSummary {
     }
 
     /// The fields that must be identical when the same seed runs twice.
-    pub fn fingerprint(&self) -> (u64, String, u64, String, u64, String) {
+    pub fn fingerprint(&self) -> (u64, String, u64, String, u64, String, String) {
         (
             self.ops,
             format!("{:.6}", self.sim_seconds),
@@ -98,6 +123,7 @@ impl RunSummary {
             self.verdict.clone(),
             self.trace_events,
             self.trace_hash.clone(),
+            format!("{:?} {:?}", self.faults, self.buggified),
         )
     }
 }
@@ -113,7 +139,8 @@ fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
     let lin_model = match model {
         CheckModel::CasRegister => LinModel::CasRegister,
     };
-    let cfg = LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
+    let cfg =
+        LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
     match check(&history, &cfg) {
         Err(e) => Some(format!("history rejected by the checker: {e:?}")),
         Ok(report) => match report.verdict {
@@ -148,6 +175,8 @@ pub fn run(cfg: &RunConfig) -> RunSummary {
 fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     trace::reset();
     keel_types::planted::plant(cfg.planted);
+    keel_types::buggify::configure(cfg.buggify, cfg.seed);
+    crate::faults::set_options(crate::faults::Options { mean_gap: Duration::from_millis(cfg.fault_gap_ms.max(1)) });
     let wall = Instant::now();
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_secs(cfg.duration_s) + RUN_OVERTIME_MAX);
@@ -171,6 +200,9 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         }
     };
     let (hash, events) = trace::snapshot();
+    let nemesis = crate::faults::take_report();
+    let buggified = keel_types::buggify::fired().into_iter().map(|(site, n)| (site.to_string(), n)).collect();
+    keel_types::buggify::configure(false, 0);
     let mut outcome = outcome;
     if let Some((jsonl, model)) = outcome.history.take() {
         if let Some(path) = &cfg.history_out {
@@ -193,5 +225,10 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         verdict: outcome.violation.unwrap_or_else(|| "ok".into()),
         trace_hash: format!("{hash:016x}"),
         trace_events: events,
+        stores: cfg.stores,
+        buggify: cfg.buggify,
+        faults: nemesis.fired,
+        faults_unsupported: nemesis.unsupported,
+        buggified,
     }
 }

@@ -5,6 +5,7 @@
 //! nor on an async runtime, a storage engine or a network stack.
 #![deny(missing_docs)]
 
+pub mod buggify;
 pub mod clock;
 pub mod codec;
 pub mod keys;

@@ -21,7 +21,6 @@ use tokio::time::{sleep, Instant};
 
 const PD_PORT: u16 = 2379;
 const STORE_PORT: u16 = 20160;
-const STORES: usize = 3;
 const PROCESSES: u64 = 5;
 /// After healing, every process must complete an operation within this much simulated time.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
@@ -30,10 +29,11 @@ const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Starts PD and the storage nodes; returns the PD address and the store names.
 pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<String>) {
-    let pd = cluster.add_node("pd", |env| async move {
+    let pd = cluster.add_node("pd", move |env| async move {
         let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
         let mut config = PdConfig::new(env.addr(PD_PORT));
         config.cluster_id = Some(1);
+        config.max_replicas = stores;
         if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
             tracing::warn!(%e, "pd stopped");
         }
@@ -56,13 +56,15 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<Strin
         });
         names.push(name);
     }
+    cluster.set_servers(&names, Some("pd"), Some(&pd_addr));
     (pd_addr, names)
 }
 
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, STORES);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores);
+    cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
     let history = History::new();
     let progress = Progress::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -98,7 +100,8 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         if healed_at.elapsed() > LIVENESS_DEADLINE {
             let progress = progress.lock().unwrap();
             let stuck: Vec<u64> = (0..PROCESSES).filter(|p| !progress.get(p).is_some_and(|t| *t > healed_at)).collect();
-            violation = Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
+            violation =
+                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
             break;
         }
         sleep(Duration::from_millis(200)).await;

@@ -1,0 +1,581 @@
+//! The fault families: each a named plug-in with its own RNG stream that plans one fault at
+//! a time — what to do, for how long, and how to undo it. The scheduler decides whether the
+//! plan fits the fault budget and applies it.
+
+use crate::target::{Action, Capability, LocalFuture, Target};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+/// What a family sees of the cluster when it plans.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Storage nodes.
+    pub stores: Vec<String>,
+    /// PD's node.
+    pub pd: Option<String>,
+    /// Client nodes.
+    pub clients: Vec<String>,
+    /// Nodes whose process state (kill, pause, disk) an active fault already owns.
+    pub busy: Vec<String>,
+    /// Most storage nodes that may be impaired at once.
+    pub max_impaired: usize,
+}
+
+impl View {
+    /// Storage nodes and PD: the servers.
+    pub fn servers(&self) -> Vec<String> {
+        self.stores.iter().cloned().chain(self.pd.clone()).collect()
+    }
+
+    /// Every node.
+    pub fn all(&self) -> Vec<String> {
+        self.servers().into_iter().chain(self.clients.iter().cloned()).collect()
+    }
+
+    fn free(&self, nodes: Vec<String>) -> Vec<String> {
+        nodes.into_iter().filter(|n| !self.busy.contains(n)).collect()
+    }
+}
+
+/// A planned fault.
+#[derive(Clone, Debug, Default)]
+pub struct Fault {
+    /// Family and variant, e.g. `partition/halves` (for traces).
+    pub label: String,
+    /// Applied at once.
+    pub apply: Vec<Action>,
+    /// Applied after `hold`.
+    pub undo: Vec<Action>,
+    /// How long the fault lasts.
+    pub hold: Duration,
+    /// Resources the fault owns while active (`proc:NODE`, `clock:NODE`, `net:loss`, ...):
+    /// two active faults never share one.
+    pub resources: Vec<String>,
+    /// The fault impairs the cluster in a way the per-store budget cannot express (e.g. a
+    /// majorities ring): it runs only while no other fault impairs a store, and blocks those
+    /// until it ends.
+    pub exclusive: bool,
+}
+
+/// A named fault family.
+pub trait Family {
+    /// The name `--nemesis` takes.
+    fn name(&self) -> &'static str;
+    /// A capability the target must have, if any.
+    fn needs(&self) -> Option<Capability> {
+        None
+    }
+    /// Plans one fault, or `None` when nothing fits right now.
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>>;
+}
+
+/// Every family, by name, with a one-line description.
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("kill", "kill -9 a store or PD (disk keeps a torn tail of unsynced writes), restart it later"),
+    ("pd-restart", "kill and restart PD"),
+    ("pause", "freeze a store or PD (a long GC pause), then resume it"),
+    ("partition", "random halves, isolating one node, or a one-way cut"),
+    ("isolate-leader", "cut off the store that leads a region (asks PD who leads)"),
+    ("isolate-pd", "cut PD off from everyone"),
+    ("ring", "majorities ring: every store reaches a majority, no two the same (5+ stores; a bridge with 3)"),
+    ("bridge", "two halves that only one store connects"),
+    ("clog", "stall a node's traffic or one link for a short while"),
+    ("loss", "network-wide packet loss"),
+    ("latency", "network-wide latency spike"),
+    ("skew", "a node's clock runs ahead or behind, or jumps"),
+    ("disk-fail", "a store's next sync fails: its store loop stops; the nemesis restarts it"),
+    ("corrupt", "flip a bit in a value on a store's disk (checksums must catch it), then restart it"),
+    ("split", "split storm: split regions at random workload keys"),
+    ("transfer-leader", "leader-transfer storm"),
+    ("membership", "membership churn: add and remove replicas"),
+];
+
+/// Builds the family `name` with its own RNG stream.
+pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
+    let f: Box<dyn Family> = match name {
+        "kill" => Box::new(Kill { rng, pd_only: false }),
+        "pd-restart" => Box::new(Kill { rng, pd_only: true }),
+        "pause" => Box::new(Pause { rng }),
+        "partition" => Box::new(Partition { rng }),
+        "isolate-leader" => Box::new(IsolateLeader { rng }),
+        "isolate-pd" => Box::new(IsolatePd { rng }),
+        "ring" => Box::new(Ring { rng, bridge_only: false }),
+        "bridge" => Box::new(Ring { rng, bridge_only: true }),
+        "clog" => Box::new(Clog { rng }),
+        "loss" => Box::new(Loss { rng }),
+        "latency" => Box::new(Latency { rng }),
+        "skew" => Box::new(Skew { rng }),
+        "disk-fail" => Box::new(DiskFail { rng }),
+        "corrupt" => Box::new(Corrupt { rng }),
+        "split" => Box::new(Split { rng }),
+        "transfer-leader" => Box::new(Unsupported { name: "transfer-leader", cap: Capability::TransferLeader }),
+        "membership" => Box::new(Unsupported { name: "membership", cap: Capability::Membership }),
+        _ => return None,
+    };
+    Some(f)
+}
+
+fn ms(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(rng.gen_range(lo..hi))
+}
+
+/// A hold: usually short, sometimes long (long outages reach snapshots and elections).
+fn hold(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    if rng.gen_bool(0.15) {
+        ms(rng, hi, hi * 3)
+    } else {
+        ms(rng, lo, hi)
+    }
+}
+
+fn pick(rng: &mut ChaCha8Rng, nodes: &[String]) -> Option<String> {
+    nodes.choose(rng).cloned()
+}
+
+/// Both directions of every link between the two groups.
+fn cut_between(a: &[String], b: &[String]) -> Vec<(String, String)> {
+    let mut links = Vec::new();
+    for x in a {
+        for y in b {
+            if x != y {
+                links.push((x.clone(), y.clone()));
+                links.push((y.clone(), x.clone()));
+            }
+        }
+    }
+    links
+}
+
+fn cut_fault(label: String, links: Vec<(String, String)>, hold: Duration) -> Option<Fault> {
+    if links.is_empty() {
+        return None;
+    }
+    Some(Fault {
+        label,
+        apply: vec![Action::Cut(links.clone())],
+        undo: vec![Action::Uncut(links)],
+        hold,
+        ..Fault::default()
+    })
+}
+
+struct Kill {
+    rng: ChaCha8Rng,
+    pd_only: bool,
+}
+
+impl Family for Kill {
+    fn name(&self) -> &'static str {
+        if self.pd_only {
+            "pd-restart"
+        } else {
+            "kill"
+        }
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let candidates = if self.pd_only { view.pd.iter().cloned().collect() } else { view.servers() };
+            let node = pick(&mut self.rng, &view.free(candidates))?;
+            let seed = self.rng.gen();
+            Some(Fault {
+                label: format!("{}/{node}", self.name()),
+                apply: vec![Action::Kill(node.clone(), seed)],
+                undo: vec![Action::Restart(node.clone())],
+                hold: hold(&mut self.rng, 200, 5_000),
+                resources: vec![format!("proc:{node}")],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Pause {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Pause {
+    fn name(&self) -> &'static str {
+        "pause"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let node = pick(&mut self.rng, &view.free(view.servers()))?;
+            Some(Fault {
+                label: format!("pause/{node}"),
+                apply: vec![Action::Pause(node.clone())],
+                undo: vec![Action::Resume(node.clone())],
+                hold: hold(&mut self.rng, 100, 4_000),
+                resources: vec![format!("proc:{node}")],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Partition {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Partition {
+    fn name(&self) -> &'static str {
+        "partition"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let rng = &mut self.rng;
+            let duration = hold(rng, 500, 6_000);
+            match rng.gen_range(0..3) {
+                0 => {
+                    // Random halves: a minority of the stores (at most the budget) with PD and
+                    // clients scattered over both sides.
+                    let mut stores = view.stores.clone();
+                    stores.shuffle(rng);
+                    let minority = rng.gen_range(1..=view.max_impaired.max(1));
+                    let (mut a, mut b): (Vec<String>, Vec<String>) =
+                        (stores[..minority.min(stores.len())].to_vec(), stores[minority.min(stores.len())..].to_vec());
+                    for other in view.pd.iter().chain(view.clients.iter()) {
+                        if rng.gen_bool(0.5) {
+                            a.push(other.clone());
+                        } else {
+                            b.push(other.clone());
+                        }
+                    }
+                    cut_fault(format!("partition/halves {a:?}|{b:?}"), cut_between(&a, &b), duration)
+                }
+                1 => {
+                    let node = pick(rng, &view.servers())?;
+                    let others: Vec<String> = view.all().into_iter().filter(|n| *n != node).collect();
+                    cut_fault(format!("partition/isolate {node}"), cut_between(&[node], &others), duration)
+                }
+                _ => {
+                    let servers = view.servers();
+                    let from = pick(rng, &servers)?;
+                    let to = pick(rng, &servers)?;
+                    if from == to {
+                        return None;
+                    }
+                    cut_fault(format!("partition/one-way {from}->{to}"), vec![(from, to)], duration)
+                }
+            }
+        })
+    }
+}
+
+struct IsolateLeader {
+    rng: ChaCha8Rng,
+}
+
+impl Family for IsolateLeader {
+    fn name(&self) -> &'static str {
+        "isolate-leader"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::RegionLeader)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let keys = target.keys();
+            let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
+            let leader = target.region_leader(&key).await?;
+            let others: Vec<String> = view.all().into_iter().filter(|n| *n != leader).collect();
+            // Sometimes only from the other stores (clients and PD still reach it: the stale
+            // leader keeps receiving requests — the case ReadIndex exists for).
+            let (label, links) = if self.rng.gen_bool(0.5) {
+                ("isolate-leader/all", cut_between(std::slice::from_ref(&leader), &others))
+            } else {
+                let stores: Vec<String> = view.stores.iter().filter(|s| **s != leader).cloned().collect();
+                ("isolate-leader/stores", cut_between(std::slice::from_ref(&leader), &stores))
+            };
+            cut_fault(format!("{label} {leader}"), links, hold(&mut self.rng, 1_000, 6_000))
+        })
+    }
+}
+
+struct IsolatePd {
+    rng: ChaCha8Rng,
+}
+
+impl Family for IsolatePd {
+    fn name(&self) -> &'static str {
+        "isolate-pd"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let pd = view.pd.clone()?;
+            let others: Vec<String> = view.all().into_iter().filter(|n| *n != pd).collect();
+            cut_fault(format!("isolate-pd {pd}"), cut_between(&[pd], &others), hold(&mut self.rng, 500, 6_000))
+        })
+    }
+}
+
+struct Ring {
+    rng: ChaCha8Rng,
+    bridge_only: bool,
+}
+
+impl Family for Ring {
+    fn name(&self) -> &'static str {
+        if self.bridge_only {
+            "bridge"
+        } else {
+            "ring"
+        }
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let mut stores = view.stores.clone();
+            stores.shuffle(&mut self.rng);
+            let n = stores.len();
+            let duration = hold(&mut self.rng, 1_000, 6_000);
+            if n < 3 {
+                return None;
+            }
+            if self.bridge_only || n < 5 {
+                // Bridge: [left] bridge [right]; left and right cannot talk.
+                let bridge = n / 2;
+                let (left, right) = (&stores[..bridge], &stores[bridge + 1..]);
+                let label = format!("bridge {left:?} <{}> {right:?}", stores[bridge]);
+                return cut_fault(label, cut_between(left, right), duration);
+            }
+            // Majorities ring: node i talks to i±1 .. i±k (k = n/2 neighbours in all,
+            // itself included a majority), and to nobody else.
+            let reach = n / 2 / 2 + n / 2 % 2;
+            let mut links = Vec::new();
+            for i in 0..n {
+                for j in 0..n {
+                    let d = (i + n - j) % n;
+                    let d = d.min(n - d);
+                    if d > reach {
+                        links.push((stores[i].clone(), stores[j].clone()));
+                    }
+                }
+            }
+            let mut fault = cut_fault(format!("ring {stores:?}"), links, duration)?;
+            fault.exclusive = true;
+            Some(fault)
+        })
+    }
+}
+
+struct Clog {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Clog {
+    fn name(&self) -> &'static str {
+        "clog"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let rng = &mut self.rng;
+            let duration = ms(rng, 50, 1_000);
+            let all = view.all();
+            let node = pick(rng, &view.servers())?;
+            if rng.gen_bool(0.5) {
+                let others: Vec<String> = all.into_iter().filter(|n| *n != node).collect();
+                cut_fault(format!("clog/node {node}"), cut_between(&[node], &others), duration)
+            } else {
+                let other = pick(rng, &all)?;
+                if other == node {
+                    return None;
+                }
+                let links = if rng.gen_bool(0.5) {
+                    vec![(node.clone(), other.clone())]
+                } else {
+                    vec![(node.clone(), other.clone()), (other.clone(), node.clone())]
+                };
+                cut_fault(format!("clog/link {node}-{other}"), links, duration)
+            }
+        })
+    }
+}
+
+struct Loss {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Loss {
+    fn name(&self) -> &'static str {
+        "loss"
+    }
+    fn plan<'a>(&'a mut self, _view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let rate = self.rng.gen_range(0.02..0.3);
+            Some(Fault {
+                label: format!("loss {rate:.3}"),
+                apply: vec![Action::Loss(rate)],
+                undo: vec![Action::Loss(0.0)],
+                hold: hold(&mut self.rng, 500, 5_000),
+                resources: vec!["net:loss".into()],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Latency {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Latency {
+    fn name(&self) -> &'static str {
+        "latency"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::Latency)
+    }
+    fn plan<'a>(&'a mut self, _view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let lo = self.rng.gen_range(1..50u64);
+            let hi = lo + self.rng.gen_range(10..500u64);
+            let range = Duration::from_millis(lo)..Duration::from_millis(hi);
+            Some(Fault {
+                label: format!("latency {lo}..{hi}ms"),
+                apply: vec![Action::Latency(Some(range))],
+                undo: vec![Action::Latency(None)],
+                hold: hold(&mut self.rng, 500, 5_000),
+                resources: vec!["net:latency".into()],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Skew {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Skew {
+    fn name(&self) -> &'static str {
+        "skew"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let rng = &mut self.rng;
+            let node = pick(rng, &view.all())?;
+            // A steady skew of up to ±10 s, or a jump of up to ±2 min (NTP stepping a clock).
+            let (kind, offset) = if rng.gen_bool(0.6) {
+                ("skew", rng.gen_range(-10_000..10_000i64))
+            } else {
+                ("jump", rng.gen_range(-120_000..120_000i64))
+            };
+            Some(Fault {
+                label: format!("skew/{kind} {node} {offset}ms"),
+                apply: vec![Action::Clock(node.clone(), offset)],
+                undo: vec![Action::Clock(node.clone(), 0)],
+                hold: hold(rng, 1_000, 10_000),
+                resources: vec![format!("clock:{node}")],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct DiskFail {
+    rng: ChaCha8Rng,
+}
+
+impl Family for DiskFail {
+    fn name(&self) -> &'static str {
+        "disk-fail"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::FailSync)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let node = pick(&mut self.rng, &view.free(view.stores.clone()))?;
+            let seed = self.rng.gen();
+            // The store loop stops at the failed sync; a supervisor would restart the
+            // process: kill (dropping unsynced writes) and restart it from disk.
+            Some(Fault {
+                label: format!("disk-fail/{node}"),
+                apply: vec![Action::FailSync(node.clone())],
+                undo: vec![Action::Kill(node.clone(), seed), Action::Restart(node.clone())],
+                hold: hold(&mut self.rng, 500, 3_000),
+                resources: vec![format!("proc:{node}")],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Corrupt {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Corrupt {
+    fn name(&self) -> &'static str {
+        "corrupt"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::Corrupt)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let node = pick(&mut self.rng, &view.free(view.stores.clone()))?;
+            let (corrupt_seed, kill_seed) = (self.rng.gen(), self.rng.gen());
+            Some(Fault {
+                label: format!("corrupt/{node}"),
+                apply: vec![Action::Corrupt(node.clone(), corrupt_seed)],
+                undo: vec![Action::Kill(node.clone(), kill_seed), Action::Restart(node.clone())],
+                hold: hold(&mut self.rng, 1_000, 5_000),
+                resources: vec![format!("proc:{node}")],
+                exclusive: false,
+            })
+        })
+    }
+}
+
+struct Split {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Split {
+    fn name(&self) -> &'static str {
+        "split"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::Split)
+    }
+    fn plan<'a>(&'a mut self, _view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let keys = target.keys();
+            let burst = self.rng.gen_range(1..=3);
+            let apply: Vec<Action> =
+                (0..burst).filter_map(|_| keys.choose(&mut self.rng).cloned().map(Action::Split)).collect();
+            if apply.is_empty() {
+                return None;
+            }
+            Some(Fault { label: format!("split x{}", apply.len()), apply, ..Fault::default() })
+        })
+    }
+}
+
+/// A family the engine cannot support yet: always skipped (and reported as such) unless a
+/// target claims the capability.
+struct Unsupported {
+    name: &'static str,
+    cap: Capability,
+}
+
+impl Family for Unsupported {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(self.cap)
+    }
+    fn plan<'a>(&'a mut self, _view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        let key = b"".to_vec();
+        Box::pin(async move {
+            (self.cap == Capability::TransferLeader).then(|| Fault {
+                label: "transfer-leader".into(),
+                apply: vec![Action::TransferLeader(key)],
+                ..Fault::default()
+            })
+        })
+    }
+}

@@ -79,10 +79,10 @@ pub fn prewrite(
 ) -> Result<PrewriteResult> {
     let mut props = props.clone();
     // A retried 1PC whose first attempt fell back to 2PC finds its own locks: stay 2PC.
-    if let PrewriteMode::OnePc { .. } = props.mode {
+    if let PrewriteMode::OnePc { commit_ts } = props.mode {
         for m in mutations {
             if reader.load_lock(&m.key)?.is_some_and(|l| l.start_ts == props.start_ts) {
-                props.mode = PrewriteMode::TwoPc { min_commit_ts: props.start_ts.next() };
+                props.mode = PrewriteMode::TwoPc { min_commit_ts: commit_ts };
                 break;
             }
         }

@@ -11,6 +11,10 @@
 //!   first region, once `max_replicas` stores are up), and a region tree keyed by range
 //!   that region heartbeats and split reports keep current under epoch rules.
 //! - **GC safe point**: monotonic.
+//! - **Scheduling**: store liveness from store heartbeats; a replica checker (repair down,
+//!   offline, missing and extra replicas, with label-isolated placement), balance-leader
+//!   and balance-region, as multi-step operators answered one step per leader heartbeat
+//!   (see the `scheduler` module).
 //!
 //! [`Pd`] is a synchronous state machine over a [`keel_storage::Engine`]: every change is
 //! written in a synced batch before it is acknowledged, and a failed write stops the PD
@@ -30,12 +34,14 @@ mod ids;
 mod meta;
 mod pd;
 mod region_tree;
+mod scheduler;
 mod service;
 mod tso;
 
-pub use config::PdConfig;
+pub use config::{PdConfig, ScheduleConfig};
 pub use error::Error;
 pub use pd::{Pd, RegionStats, StoreStatus};
+pub use scheduler::{OperatorCounters, OperatorKind};
 pub use service::{run_pd, serve_pd, SharedPd};
 
 /// How many ids the allocator persists ahead of the ones it hands out.

@@ -4,15 +4,31 @@
 use crate::ids::{AllocOutcome, IdAllocator};
 use crate::meta;
 use crate::region_tree::{RegionEntry, RegionTree};
+use crate::scheduler::{Cluster, OperatorCounters, OperatorKind, Scheduler};
 use crate::tso::{Tso, TsoFailure};
 use crate::{Error, PdConfig, ID_ALLOC_COUNT_MAX, MAX_REPLICAS_MAX, TSO_COUNT_MAX};
 use keel_storage::{Engine, WriteBatch};
 use keel_types::proto::pd::{
-    PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreState, StoreStats,
+    Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreState, StoreStats,
 };
 use keel_types::{trace_event, Clock, Peer, PeerRole, Region, RegionEpoch, RegionId, StoreId, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The scheduler's view of the cluster, built from disjoint fields of a `Pd` so the
+/// scheduler (another field) can be borrowed mutably beside it.
+macro_rules! cluster {
+    ($pd:expr, $now_ms:expr) => {
+        Cluster {
+            config: &$pd.config,
+            now_ms: $now_ms,
+            started_ms: $pd.started_ms,
+            stores: &$pd.stores,
+            status: &$pd.store_status,
+            regions: &$pd.regions,
+        }
+    };
+}
 
 /// What PD last heard from a store (kept in memory; rebuilt by heartbeats after a restart).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +74,9 @@ pub struct Pd {
     bootstrap_region: Option<Region>,
     gc_safe_point: Timestamp,
     failure: Option<String>,
+    /// When this PD opened (by its clock): stores not heard from since are silent from then.
+    started_ms: u64,
+    scheduler: Scheduler,
 }
 
 impl std::fmt::Debug for Pd {
@@ -117,6 +136,7 @@ impl Pd {
             regions.insert(RegionEntry { region, ..Default::default() });
         }
         trace_event!("pd.open", "cluster {cluster_id} stores {} regions {}", stores.len(), regions.len());
+        let started_ms = clock.now_ms();
         Ok(Pd {
             config,
             engine,
@@ -130,6 +150,8 @@ impl Pd {
             bootstrap_region,
             gc_safe_point,
             failure: None,
+            started_ms,
+            scheduler: Scheduler::default(),
         })
     }
 
@@ -166,6 +188,46 @@ impl Pd {
     /// The last reported load of region `id`, if known.
     pub fn region_stats(&self, id: RegionId) -> Option<&RegionStats> {
         self.regions.get(id).map(|e| &e.stats)
+    }
+
+    /// Operators in flight (at most one per region).
+    pub fn operators_in_flight(&self) -> usize {
+        self.scheduler.in_flight()
+    }
+
+    /// The kind of the operator in flight on region `id`, if any.
+    pub fn operator_in_flight(&self, id: RegionId) -> Option<OperatorKind> {
+        self.scheduler.kind_of(id)
+    }
+
+    /// What happened to operators of `kind` since this PD opened.
+    pub fn operator_counters(&self, kind: OperatorKind) -> OperatorCounters {
+        self.scheduler.counters(kind)
+    }
+
+    /// Operator steps answered to region heartbeats since this PD opened.
+    pub fn operator_steps_sent(&self) -> u64 {
+        self.scheduler.steps_sent()
+    }
+
+    /// Whether PD considers store `id` down now: unknown, tombstone, or silent for longer
+    /// than `max_store_down_time` (counting from PD's start if it never heartbeated since).
+    pub fn store_is_down(&self, id: StoreId) -> bool {
+        self.cluster(self.clock.now_ms()).store_down(id)
+    }
+
+    /// Replicas (any role) PD's region metadata places on store `id`.
+    pub fn store_region_count(&self, id: StoreId) -> usize {
+        self.regions.store_region_count(id)
+    }
+
+    /// Regions whose known leader is on store `id`.
+    pub fn store_leader_count(&self, id: StoreId) -> usize {
+        self.regions.store_leader_count(id)
+    }
+
+    fn cluster(&self, now_ms: u64) -> Cluster<'_> {
+        cluster!(self, now_ms)
     }
 
     /// The last timestamp served (zero before the first since this PD opened, unless
@@ -338,11 +400,68 @@ impl Pd {
             None => Err(PdError::Invalid(format!("store {} is not registered", stats.store_id))),
             Some(store) if store.state == StoreState::Tombstone => Err(PdError::StoreTombstone(store.id)),
             Some(_) => {
-                let status = StoreStatus { last_heartbeat_ms: self.clock.now_ms(), stats };
+                let now_ms = self.clock.now_ms();
+                let status = StoreStatus { last_heartbeat_ms: now_ms, stats };
                 self.store_status.insert(status.stats.store_id, status);
+                self.scheduler.expire(now_ms);
+                self.tombstone_drained_stores()?;
                 Ok(PdResponse::Ok)
             }
         }
+    }
+
+    /// Every Offline store that no longer hosts a peer of any region becomes Tombstone.
+    fn tombstone_drained_stores(&mut self) -> Result<(), PdError> {
+        let drained: Vec<Store> = self
+            .stores
+            .values()
+            .filter(|s| s.state == StoreState::Offline && self.regions.store_region_count(s.id) == 0)
+            .cloned()
+            .collect();
+        for mut store in drained {
+            store.state = StoreState::Tombstone;
+            let mut batch = WriteBatch::new();
+            meta::put_record(&mut batch, &meta::id_key(meta::STORE_PREFIX, store.id), &store);
+            self.persist(batch)?;
+            tracing::info!(store = store.id, "pd: offline store drained; now tombstone");
+            trace_event!("pd.store", "{} {} {:?}", store.id, store.address, store.state);
+            self.stores.insert(store.id, store);
+        }
+        Ok(())
+    }
+
+    /// Advances the region's operator or asks the checkers for one, after a heartbeat from
+    /// `reporter` has been applied; at most one step comes back.
+    fn schedule(&mut self, id: RegionId, reporter: Option<Peer>, term: u64) -> Result<Option<Operator>, PdError> {
+        let s = &self.config.schedule;
+        if !(s.replica_checker || s.balance_leader || s.balance_region) {
+            return Ok(None);
+        }
+        let now_ms = self.clock.now_ms();
+        self.scheduler.expire(now_ms);
+        let Some(entry) = self.regions.get(id) else { return Ok(None) };
+        // Only the current leader's report is acted on: one PD knows of (same peer, a term
+        // not older than the one PD holds) and one of the region's peers.
+        let Some(reporter) = reporter else { return Ok(None) };
+        if entry.leader != Some(reporter) || term < entry.term || entry.region.peer(reporter.id).is_none() {
+            return Ok(None);
+        }
+        let cluster = cluster!(self, now_ms);
+        if let Some(step) = self.scheduler.advance(&cluster, entry) {
+            return Ok(Some(step));
+        }
+        if self.scheduler.busy(id) {
+            return Ok(None);
+        }
+        let Some(plan) = self.scheduler.plan(&cluster, entry) else { return Ok(None) };
+        let new_peer = match plan.add_on {
+            Some(_) => Some(self.alloc_ids(1)?),
+            None => None,
+        };
+        let cluster = cluster!(self, now_ms);
+        let entry = self.regions.get(id).expect("region still known");
+        self.scheduler.start(&cluster, entry, plan, new_peer);
+        Ok(self.scheduler.advance(&cluster, entry))
     }
 
     fn region_heartbeat(&mut self, hb: RegionHeartbeat) -> PdResult {
@@ -354,11 +473,15 @@ impl Pd {
             approximate_keys: hb.approximate_keys,
             written_bytes: hb.written_bytes,
         };
+        let (id, reporter, term) = (hb.region.id, hb.leader, hb.term);
         let entry = RegionEntry { region: hb.region, leader: hb.leader, term: hb.term, stats };
         match self.update_region(entry) {
-            Ok(()) | Err(Rejected::Stale) => Ok(PdResponse::Operator(None)),
-            Err(Rejected::Failed(err)) => Err(err),
+            Ok(()) => {}
+            Err(Rejected::Stale) => return Ok(PdResponse::Operator(None)),
+            Err(Rejected::Failed(err)) => return Err(err),
         }
+        self.tombstone_drained_stores()?;
+        Ok(PdResponse::Operator(self.schedule(id, reporter, term)?))
     }
 
     /// Applies a report about a region under the epoch rules:
@@ -368,20 +491,17 @@ impl Pd {
     ///   region it overlaps, unless one of those has a newer `version` (then it is stale).
     fn update_region(&mut self, new: RegionEntry) -> Result<(), Rejected> {
         let id = new.region.id;
-        if let Some(old) = self.regions.get_mut(id) {
+        if let Some(old) = self.regions.get(id) {
             if new.region.epoch.is_stale_against(&old.region.epoch) {
                 trace_event!("pd.region.stale", "{id} {:?} < {:?}", new.region.epoch, old.region.epoch);
                 return Err(Rejected::Stale);
             }
             if new.region.epoch == old.region.epoch {
-                if new.term >= old.term {
-                    old.leader = new.leader;
-                    old.term = new.term;
-                }
-                old.stats = new.stats;
                 if new.region != old.region {
                     tracing::warn!(region = id, "pd: same epoch, different metadata; keeping the first seen");
                 }
+                let (leader, term) = if new.term >= old.term { (new.leader, new.term) } else { (old.leader, old.term) };
+                self.regions.set_leader_and_stats(id, leader, term, new.stats);
                 return Ok(());
             }
         }

@@ -1,7 +1,7 @@
 //! Regions indexed by id and by start key, with the overlap queries routing and heartbeats
 //! need. Pure data structure: no persistence, no epoch rules (those live in `pd.rs`).
 
-use keel_types::{Peer, Region, RegionId};
+use keel_types::{Peer, Region, RegionId, StoreId};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -20,6 +20,27 @@ pub(crate) struct RegionTree {
     by_id: BTreeMap<RegionId, RegionEntry>,
     /// start key → region id. Regions in the tree never overlap.
     by_start: BTreeMap<Vec<u8>, RegionId>,
+    /// store → peers (any role) it hosts, kept in step with `by_id`.
+    store_regions: BTreeMap<StoreId, usize>,
+    /// store → regions whose known leader it hosts, kept in step with `by_id`.
+    store_leaders: BTreeMap<StoreId, usize>,
+}
+
+/// The entry's leader, if it is one of the region's peers.
+fn leader_store(entry: &RegionEntry) -> Option<StoreId> {
+    entry.leader.filter(|l| entry.region.peer(l.id).is_some()).map(|l| l.store_id)
+}
+
+fn bump(counts: &mut BTreeMap<StoreId, usize>, store: StoreId, up: bool) {
+    if up {
+        *counts.entry(store).or_default() += 1;
+    } else {
+        let n = counts.get_mut(&store).expect("counted store");
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&store);
+        }
+    }
 }
 
 /// Whether `[start, end)` and the region's range share a key (empty end: unbounded).
@@ -37,8 +58,43 @@ impl RegionTree {
         self.by_id.get(&id)
     }
 
-    pub(crate) fn get_mut(&mut self, id: RegionId) -> Option<&mut RegionEntry> {
-        self.by_id.get_mut(&id)
+    /// Updates a region's leader and stats without touching its metadata.
+    pub(crate) fn set_leader_and_stats(
+        &mut self,
+        id: RegionId,
+        leader: Option<Peer>,
+        term: u64,
+        stats: crate::RegionStats,
+    ) {
+        let Some(entry) = self.by_id.get_mut(&id) else { return };
+        if let Some(old) = leader_store(entry) {
+            bump(&mut self.store_leaders, old, false);
+        }
+        entry.leader = leader;
+        entry.term = term;
+        entry.stats = stats;
+        if let Some(new) = leader_store(entry) {
+            bump(&mut self.store_leaders, new, true);
+        }
+    }
+
+    /// Replicas (any role) on `store`.
+    pub(crate) fn store_region_count(&self, store: StoreId) -> usize {
+        self.store_regions.get(&store).copied().unwrap_or(0)
+    }
+
+    /// Leaders on `store`.
+    pub(crate) fn store_leader_count(&self, store: StoreId) -> usize {
+        self.store_leaders.get(&store).copied().unwrap_or(0)
+    }
+
+    fn account(&mut self, entry: &RegionEntry, up: bool) {
+        for p in &entry.region.peers {
+            bump(&mut self.store_regions, p.store_id, up);
+        }
+        if let Some(store) = leader_store(entry) {
+            bump(&mut self.store_leaders, store, up);
+        }
     }
 
     /// The region containing `key`.
@@ -84,6 +140,7 @@ impl RegionTree {
             "region {id} inserted over others"
         );
         self.by_start.insert(entry.region.start_key.clone(), id);
+        self.account(&entry, true);
         self.by_id.insert(id, entry);
     }
 
@@ -91,6 +148,7 @@ impl RegionTree {
         let entry = self.by_id.remove(&id)?;
         let removed = self.by_start.remove(&entry.region.start_key);
         debug_assert_eq!(removed, Some(id));
+        self.account(&entry, false);
         Some(entry)
     }
 }

@@ -2,7 +2,7 @@
 //! clock jumps, bootstrap, store rules, region epoch rules, GC safe point, storage failure.
 //! Pure state-machine tests (no runtime), so they run unchanged under `--cfg madsim`.
 
-use keel_pd::{Pd, PdConfig, TSO_COUNT_MAX};
+use keel_pd::{Pd, PdConfig, ScheduleConfig, TSO_COUNT_MAX};
 use keel_storage::SimEngine;
 use keel_types::proto::pd::{
     PdError, PdRequest, PdResponse, RegionHeartbeat, RegionInfo, Store, StoreState, StoreStats,
@@ -22,7 +22,8 @@ impl Harness {
     fn new() -> Harness {
         let disk = SimEngine::new();
         let clock = Clock::new();
-        let config = PdConfig::new("10.0.0.1:2379");
+        // Scheduling has its own tests (tests/scheduler.rs); here heartbeats only record.
+        let config = PdConfig { schedule: ScheduleConfig::disabled(), ..PdConfig::new("10.0.0.1:2379") };
         let pd = Pd::open(config.clone(), Arc::new(disk.clone()), clock.clone()).expect("open");
         Harness { disk, clock, config, pd }
     }

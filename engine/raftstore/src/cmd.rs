@@ -2,7 +2,7 @@
 //! from here, so every replica computes the same state from the same log.
 
 use keel_storage::CfName;
-use keel_types::{Region, RegionEpoch, RegionId};
+use keel_types::{Peer, Region, RegionEpoch, RegionId};
 use serde::{Deserialize, Serialize};
 
 /// One data change, applied in order within its command.
@@ -116,4 +116,31 @@ pub enum CmdResult {
     Write(Vec<RequestResult>),
     /// A split: the regions after it (left, right).
     Split(Vec<Region>),
+    /// A membership change: the region after it.
+    ConfChange(Region),
+}
+
+/// A membership change of one peer (raft-rs ConfChangeV2 with a single change; carried in
+/// the entry's context so every replica learns the peer's store as well as its id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfChangeCmd {
+    /// Region.
+    pub region_id: RegionId,
+    /// Epoch the proposer checked; a change whose conf_ver is stale at apply time is skipped.
+    pub epoch: RegionEpoch,
+    /// What happens to `peer`.
+    pub kind: ConfChangeKind,
+    /// The peer.
+    pub peer: Peer,
+}
+
+/// The kinds of single-peer membership change.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfChangeKind {
+    /// Add a non-voting learner (it catches up by snapshot).
+    AddLearner,
+    /// Promote a learner to voter.
+    PromoteLearner,
+    /// Remove a peer.
+    RemovePeer,
 }

@@ -2,15 +2,17 @@
 //! on it, and how its committed entries are applied.
 
 use crate::apply::{apply_cmd, ApplyOutcome, Overlay};
-use crate::cmd::{CmdResult, RaftCmd};
+use crate::cmd::{CmdResult, ConfChangeCmd, ConfChangeKind, RaftCmd};
 use crate::config::StoreConfig;
 use crate::peer_storage::{PeerState, PeerStorage};
 use crate::ReadView;
 use keel_storage::WriteBatch;
-use keel_types::codec::decode;
+use keel_types::codec::{decode, encode};
+use keel_types::trace;
 use keel_types::proto::store::StoreError;
-use keel_types::{Peer as PeerMeta, Region, RegionError, RegionId};
-use raft::eraftpb::{Entry, EntryType};
+use keel_types::{Peer as PeerMeta, PeerRole, Region, RegionError, RegionId};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 use raft::{RawNode, StateRole};
 use std::collections::{BTreeMap, VecDeque};
 use tokio::sync::oneshot;
@@ -40,6 +42,8 @@ pub struct ApplyEffects {
     pub created: Vec<(Region, bool)>,
     /// Regions whose range or epoch changed (to report to PD).
     pub changed: Vec<Region>,
+    /// Regions whose replica on this store was removed by a membership change.
+    pub destroyed: Vec<RegionId>,
 }
 
 /// A region replica.
@@ -56,6 +60,7 @@ pub struct Peer {
     pub ticks: u64,
     /// Whether this peer led at the end of the last round.
     pub was_leader: bool,
+    peer_cache: BTreeMap<u64, PeerMeta>,
 }
 
 impl Peer {
@@ -65,6 +70,16 @@ impl Peer {
             .region
             .peer_on_store(cfg.store_id)
             .ok_or_else(|| format!("region {} has no peer on store {}", storage.region.id, cfg.store_id))?;
+        Peer::with_meta(cfg, storage, meta)
+    }
+
+    /// A replica created by a message from its region's leader before this store holds any
+    /// of the region: it waits for a snapshot.
+    pub fn uninitialized(cfg: &StoreConfig, storage: PeerStorage, meta: PeerMeta) -> Result<Peer, String> {
+        Peer::with_meta(cfg, storage, meta)
+    }
+
+    fn with_meta(cfg: &StoreConfig, storage: PeerStorage, meta: PeerMeta) -> Result<Peer, String> {
         let raft_cfg = raft::Config {
             id: meta.id,
             election_tick: cfg.election_ticks,
@@ -88,7 +103,55 @@ impl Peer {
             ready_reads: VecDeque::new(),
             ticks: 0,
             was_leader: false,
+            peer_cache: BTreeMap::new(),
         })
+    }
+
+    /// False until the replica holds its region's metadata and data.
+    pub fn is_initialized(&self) -> bool {
+        self.raw.store().is_initialized()
+    }
+
+    /// Remembers a peer seen in a message, so replies reach peers the region metadata here
+    /// does not list yet (an uninitialized replica knows no peers at all).
+    pub fn remember_peer(&mut self, peer: PeerMeta) {
+        self.peer_cache.insert(peer.id, peer);
+    }
+
+    /// The peer with raft id `id`, from the region or from messages seen.
+    pub fn find_peer(&self, id: u64) -> Option<PeerMeta> {
+        self.region().peer(id).copied().or_else(|| self.peer_cache.get(&id).copied())
+    }
+
+    /// Proposes a membership change; the reply comes when it applies (or is superseded).
+    pub fn propose_conf_change(&mut self, cmd: ConfChangeCmd, reply: ProposeReply) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let change_type = match cmd.kind {
+            ConfChangeKind::AddLearner => ConfChangeType::AddLearnerNode,
+            ConfChangeKind::PromoteLearner => ConfChangeType::AddNode,
+            ConfChangeKind::RemovePeer => ConfChangeType::RemoveNode,
+        };
+        let mut cc = ConfChangeV2::default();
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = cmd.peer.id;
+        cc.mut_changes().push(single);
+        let context = match encode(&cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(StoreError::Unavailable(format!("conf change does not encode: {e}"))));
+                return;
+            }
+        };
+        let before = self.raw.raft.raft_log.last_index();
+        if self.raw.propose_conf_change(context, cc).is_err() || self.raw.raft.raft_log.last_index() == before {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        self.proposals.push_back(Proposal { index: self.raw.raft.raft_log.last_index(), term: self.raw.raft.term, reply });
     }
 
     /// The region id.
@@ -185,6 +248,19 @@ impl Peer {
         }
     }
 
+    /// Answers every waiting proposal and read with `err` (the replica is going away).
+    pub fn fail_pending(&mut self, err: RegionError) {
+        for p in self.proposals.drain(..) {
+            let _ = p.reply.send(Err(err.clone().into()));
+        }
+        for (_, w) in std::mem::take(&mut self.waiting_reads) {
+            let _ = w.reply.send(Err(err.clone().into()));
+        }
+        for (_, reply) in self.ready_reads.drain(..) {
+            let _ = reply.send(Err(err.clone().into()));
+        }
+    }
+
     /// Hands out every read whose index has been applied. Call after the round's writes.
     pub fn serve_ready_reads(&mut self) {
         let applied = self.raw.store().apply_state.applied_index;
@@ -240,8 +316,42 @@ impl Peer {
                 }
                 Ok(Some(outcome))
             }
+            EntryType::EntryConfChangeV2 => Ok(Some(self.apply_conf_change(entry, batch, effects)?)),
             other => Err(format!("region {}: unsupported entry type {other:?} at {}", self.region_id(), entry.index)),
         }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry, batch: &mut WriteBatch, effects: &mut ApplyEffects) -> Result<ApplyOutcome, String> {
+        let cc = ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| format!("undecodable conf change at {}: {e}", entry.index))?;
+        let cmd: ConfChangeCmd = decode(&entry.context).map_err(|e| format!("undecodable conf change context at {}: {e}", entry.index))?;
+        let region = self.region().clone();
+        let existing = region.peer(cmd.peer.id).copied();
+        let valid = match cmd.kind {
+            ConfChangeKind::AddLearner => existing.is_none() && region.peer_on_store(cmd.peer.store_id).is_none(),
+            ConfChangeKind::PromoteLearner => existing.is_some_and(|p| p.role == PeerRole::Learner),
+            ConfChangeKind::RemovePeer => existing.is_some(),
+        };
+        if cmd.epoch.conf_ver != region.epoch.conf_ver || !valid {
+            // Rejected: raft-rs must then not be told about it at all.
+            return Ok(Err(RegionError::EpochNotMatch { current_regions: vec![region] }));
+        }
+        self.raw.apply_conf_change(&cc).map_err(|e| format!("region {}: conf change rejected by raft: {e}", region.id))?;
+        let store = self.raw.mut_store();
+        let r = &mut store.region;
+        r.epoch.conf_ver += 1;
+        match cmd.kind {
+            ConfChangeKind::AddLearner => r.peers.push(PeerMeta { role: PeerRole::Learner, ..cmd.peer }),
+            ConfChangeKind::PromoteLearner => r.peers.iter_mut().filter(|p| p.id == cmd.peer.id).for_each(|p| p.role = PeerRole::Voter),
+            ConfChangeKind::RemovePeer => r.peers.retain(|p| p.id != cmd.peer.id),
+        }
+        let region = r.clone();
+        store.stage_region_state(batch, PeerState::Normal);
+        effects.changed.push(region.clone());
+        if cmd.kind == ConfChangeKind::RemovePeer && cmd.peer.id == self.meta.id {
+            effects.destroyed.push(region.id);
+        }
+        trace::record("raft.conf_change", &[region.id.to_be_bytes(), cmd.peer.id.to_be_bytes()].concat());
+        Ok(Ok(CmdResult::ConfChange(region)))
     }
 
     fn answer(&mut self, index: u64, term: u64, outcome: Option<ApplyOutcome>, effects: &mut ApplyEffects) {

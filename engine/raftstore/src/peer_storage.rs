@@ -101,6 +101,23 @@ impl PeerStorage {
         Ok(PeerStorage { engine, region, raft_state, apply_state })
     }
 
+    /// Storage of a peer created by a message from a region's leader before this store has any
+    /// of the region's data: an empty log at index 0, no range, no peers. It is filled by the
+    /// first snapshot and written to disk only then.
+    pub fn uninitialized(engine: Arc<dyn Engine>, region_id: keel_types::RegionId) -> PeerStorage {
+        PeerStorage {
+            engine,
+            region: Region { id: region_id, ..Default::default() },
+            raft_state: RaftLocalState::default(),
+            apply_state: ApplyState::default(),
+        }
+    }
+
+    /// False until the peer has its region's metadata (from bootstrap, a split or a snapshot).
+    pub fn is_initialized(&self) -> bool {
+        !self.region.peers.is_empty()
+    }
+
     /// Stages the initial state of a region created at bootstrap or by a split: an empty
     /// log positioned at [`RAFT_INIT_LOG_INDEX`].
     pub fn write_initial_state(batch: &mut WriteBatch, region: &Region) {
@@ -177,6 +194,19 @@ impl PeerStorage {
         put(batch, &keys::region_state_key(self.region.id), &RegionLocalState { region: self.region.clone(), state });
     }
 
+    /// Stages destroying this peer: its data range, log and raft state go, and a tombstone
+    /// records the region as last known so stale messages cannot recreate it.
+    pub fn destroy(&mut self, batch: &mut WriteBatch) {
+        let id = self.region.id;
+        batch.delete_range(CfName::Raft, &keys::log_key(id, 0), &keys::log_key(id, u64::MAX));
+        batch.delete(CfName::Raft, &keys::raft_state_key(id));
+        batch.delete(CfName::Raft, &keys::apply_state_key(id));
+        if self.is_initialized() {
+            crate::snapshot::clear_range(batch, &self.region);
+        }
+        self.stage_region_state(batch, PeerState::Tombstone);
+    }
+
     /// Stages truncating the log up to and including `index` (must be applied).
     pub fn compact_to(&mut self, batch: &mut WriteBatch, index: u64) -> Result<(), raft::Error> {
         if index <= self.apply_state.truncated_index {
@@ -203,7 +233,10 @@ impl PeerStorage {
         let id = self.region.id;
         // Old log entries and old data of the (old and new) range go away.
         batch.delete_range(CfName::Raft, &keys::log_key(id, 0), &keys::log_key(id, u64::MAX));
-        crate::snapshot::clear_range(batch, &self.region);
+        if self.is_initialized() {
+            // An uninitialized peer's "range" is empty metadata, not the whole key space.
+            crate::snapshot::clear_range(batch, &self.region);
+        }
         crate::snapshot::clear_range(batch, &data.region);
         for (cf, pairs) in &data.cfs {
             for (k, v) in pairs {

@@ -13,11 +13,12 @@ use crate::split_check::{middle_key, region_stats};
 use crate::ReadView;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
-use keel_types::proto::pd::RegionHeartbeat;
+use crate::cmd::{ConfChangeCmd, ConfChangeKind};
+use keel_types::proto::pd::{Operator, RegionHeartbeat};
 use keel_types::proto::store::{Context, RaftEnvelope, StoreError};
-use keel_types::{trace, Region, RegionError, RegionId, StoreId};
+use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, StoreId};
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use raft::StateRole;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ enum StoreMsg {
     Propose { ctx: Context, body: CmdBody, reply: ProposeReply },
     Read { ctx: Context, reply: ReadReply },
     CreateRegion { region: Region, reply: oneshot::Sender<Result<bool, String>> },
+    Operator { region_id: RegionId, op: Operator },
     Status { reply: oneshot::Sender<Vec<RegionStatus>> },
 }
 
@@ -109,6 +111,11 @@ impl StoreHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(StoreMsg::CreateRegion { region, reply }).await.map_err(|_| "store loop stopped".to_string())?;
         rx.await.map_err(|_| "store loop stopped".to_string())?
+    }
+
+    /// Starts one scheduling step from PD on the region's leader here (ignored elsewhere).
+    pub async fn operator(&self, region_id: RegionId, op: Operator) {
+        let _ = self.tx.send(StoreMsg::Operator { region_id, op }).await;
     }
 
     /// Every region on this store.
@@ -181,7 +188,7 @@ impl Store {
     }
 
     fn check_context(&self, ctx: &Context) -> Result<(), StoreError> {
-        let Some(peer) = self.peers.get(&ctx.region_id) else {
+        let Some(peer) = self.peers.get(&ctx.region_id).filter(|p| p.is_initialized()) else {
             return Err(RegionError::RegionNotFound { region_id: ctx.region_id }.into());
         };
         if ctx.peer.is_some_and(|p| p.id != peer.meta.id) {
@@ -193,7 +200,7 @@ impl Store {
             let region = peer.region().clone();
             let mut current_regions = vec![region.clone()];
             if !region.end_key.is_empty() {
-                if let Some(right) = self.peers.values().find(|p| p.region().start_key == region.end_key) {
+                if let Some(right) = self.peers.values().find(|p| p.is_initialized() && p.region().start_key == region.end_key) {
                     current_regions.push(right.region().clone());
                 }
             }
@@ -232,6 +239,7 @@ impl Store {
             StoreMsg::CreateRegion { region, reply } => {
                 let _ = reply.send(self.create_region(region));
             }
+            StoreMsg::Operator { region_id, op } => self.on_operator(region_id, op),
             StoreMsg::Status { reply } => {
                 let status = self
                     .peers
@@ -262,20 +270,82 @@ impl Store {
         Ok(true)
     }
 
+    fn on_operator(&mut self, region_id: RegionId, op: Operator) {
+        let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) else { return };
+        trace_event!("store.operator", "{region_id} {op:?}");
+        let conf_change = |kind, target: keel_types::Peer| ConfChangeCmd { region_id, epoch: peer.region().epoch, kind, peer: target };
+        let cmd = match op {
+            Operator::AddLearner(p) => conf_change(ConfChangeKind::AddLearner, p),
+            Operator::PromoteLearner(p) => conf_change(ConfChangeKind::PromoteLearner, p),
+            Operator::RemovePeer(p) => conf_change(ConfChangeKind::RemovePeer, p),
+            Operator::TransferLeader(p) => {
+                if peer.region().peer(p.id).is_some_and(|p| p.role == PeerRole::Voter) {
+                    peer.raw.transfer_leader(p.id);
+                }
+                return;
+            }
+            Operator::Split { key } => {
+                self.pd.ask_split(peer.region().clone(), key);
+                return;
+            }
+        };
+        // Nobody waits for the outcome: PD watches the region's heartbeats instead.
+        let (reply, _) = oneshot::channel();
+        peer.propose_conf_change(cmd, reply);
+    }
+
     fn on_raft(&mut self, env: RaftEnvelope) {
-        let Some(peer) = self.peers.get_mut(&env.region_id) else {
-            // Unknown region (not created here yet, or already removed): raft will retry.
+        let Ok(msg) = Message::parse_from_bytes(&env.message) else {
+            tracing::warn!(region = env.region_id, "undecodable raft message dropped");
             return;
         };
+        if !self.peers.contains_key(&env.region_id) && !self.maybe_create_peer(&env, &msg) {
+            return;
+        }
+        let peer = self.peers.get_mut(&env.region_id).expect("present or just created");
         if env.to_peer.id != peer.meta.id {
             return;
         }
-        match Message::parse_from_bytes(&env.message) {
-            Ok(msg) => {
-                trace::record("raft.step", &env.message);
-                let _ = peer.raw.step(msg);
+        peer.remember_peer(env.from_peer);
+        trace::record("raft.step", &env.message);
+        let _ = peer.raw.step(msg);
+    }
+
+    /// Creates an uninitialized replica for a message from a region's leader that this store
+    /// does not host yet (a peer PD just added here); it then catches up by snapshot. Stale
+    /// messages for removed replicas, and messages whose range overlaps a region this store
+    /// still holds (a split not yet applied here), create nothing.
+    fn maybe_create_peer(&mut self, env: &RaftEnvelope, msg: &Message) -> bool {
+        if env.to_peer.store_id != self.cfg.store_id
+            || !matches!(msg.get_msg_type(), MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot)
+        {
+            return false;
+        }
+        match read::<RegionLocalState>(&*self.engine, &keys::region_state_key(env.region_id)) {
+            Ok(None) => {}
+            Ok(Some(old)) if old.state == PeerState::Tombstone && env.region_epoch.conf_ver > old.region.epoch.conf_ver => {}
+            _ => return false,
+        }
+        let overlaps = self.peers.values().any(|p| {
+            let r = p.region();
+            p.is_initialized()
+                && (env.end_key.is_empty() || r.start_key < env.end_key)
+                && (r.end_key.is_empty() || env.start_key < r.end_key)
+        });
+        if overlaps {
+            return false;
+        }
+        let storage = PeerStorage::uninitialized(self.engine.clone(), env.region_id);
+        match Peer::uninitialized(&self.cfg, storage, env.to_peer) {
+            Ok(peer) => {
+                trace::record("store.create_uninitialized", &env.region_id.to_be_bytes());
+                self.peers.insert(env.region_id, peer);
+                true
             }
-            Err(e) => tracing::warn!(region = env.region_id, %e, "undecodable raft message dropped"),
+            Err(e) => {
+                tracing::warn!(region = env.region_id, %e, "could not create a peer");
+                false
+            }
         }
     }
 
@@ -408,6 +478,17 @@ impl Store {
                 }
             }
         }
+        if !effects.destroyed.is_empty() {
+            let mut batch = WriteBatch::new();
+            for region_id in &effects.destroyed {
+                if let Some(mut peer) = self.peers.remove(region_id) {
+                    peer.fail_pending(RegionError::RegionNotFound { region_id: *region_id });
+                    peer.raw.mut_store().destroy(&mut batch);
+                    trace::record("store.destroy", &region_id.to_be_bytes());
+                }
+            }
+            self.write(batch, true)?;
+        }
         for peer in self.peers.values_mut() {
             peer.serve_ready_reads();
         }
@@ -426,7 +507,7 @@ impl Store {
             let Some(peer) = self.peers.get(&region_id) else { continue };
             let region = peer.region();
             for msg in msgs {
-                let Some(to) = region.peer(msg.to).copied() else { continue };
+                let Some(to) = peer.find_peer(msg.to) else { continue };
                 let message = msg.write_to_bytes().expect("raft message encodes");
                 by_store.entry(to.store_id).or_default().push(RaftEnvelope {
                     region_id,

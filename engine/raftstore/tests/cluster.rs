@@ -99,7 +99,7 @@ impl Cluster {
         for _ in 0..200 {
             let handles = self.net.handles.lock().unwrap().clone();
             for (s, h) in handles {
-                if h.status().await.iter().any(|r| r.is_leader) {
+                if h.status().await.iter().any(|r| r.is_leader && r.region.id == 1) {
                     return s;
                 }
             }
@@ -108,12 +108,19 @@ impl Cluster {
         panic!("no leader elected within 20 s");
     }
 
+    /// A context with the epoch store `s` currently knows.
+    async fn current_ctx(&self, s: StoreId) -> Context {
+        let status = self.handle(s).status().await;
+        let epoch = status.iter().find(|r| r.region.id == 1).map_or(ctx().region_epoch, |r| r.region.epoch);
+        Context { region_epoch: epoch, ..ctx() }
+    }
+
     /// Retries on region errors until the command applies somewhere.
     async fn put(&self, key: &[u8], value: &[u8]) {
         for _ in 0..100 {
             let s = self.leader().await;
             let body = CmdBody::Write(vec![Request::Put { cf: CfName::Raw, key: key.to_vec(), value: value.to_vec() }]);
-            match self.handle(s).propose(ctx(), body).await {
+            match self.handle(s).propose(self.current_ctx(s).await, body).await {
                 Ok(CmdResult::Write(r)) => {
                     assert_eq!(r, vec![RequestResult::Done]);
                     return;
@@ -129,7 +136,7 @@ impl Cluster {
     async fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         for _ in 0..100 {
             let s = self.leader().await;
-            match self.handle(s).read(ctx()).await {
+            match self.handle(s).read(self.current_ctx(s).await).await {
                 Ok(view) => return view.snapshot.get(CfName::Raw, key).unwrap(),
                 Err(StoreError::Region(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(e) => panic!("read failed: {e}"),
@@ -254,4 +261,68 @@ fn lagging_follower_catches_up_by_snapshot_after_log_truncation() {
             assert_eq!(snap.get(CfName::Raw, format!("k{i}").as_bytes()).unwrap(), Some(i.to_be_bytes().to_vec()));
         }
     });
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[test]
+fn membership_change_moves_a_replica_to_a_new_store_by_snapshot() {
+    use keel_types::proto::pd::Operator;
+    for seed in 1..4 {
+        sim(seed, || async {
+            let mut c = Cluster::new().await;
+            c.disks.insert(4, SimEngine::new());
+            c.start(4);
+            for i in 0..150u32 {
+                c.put(format!("k{i}").as_bytes(), &i.to_be_bytes()).await;
+            }
+            let leader = c.leader().await;
+            let learner = Peer { id: 14, store_id: 4, role: PeerRole::Learner };
+            c.handle(leader).operator(1, Operator::AddLearner(learner)).await;
+            wait_until("the learner catches up by snapshot", || async {
+                let s4 = c.handle(4).status().await;
+                let lead = c.handle(c.leader().await).status().await;
+                s4.first().is_some_and(|r| r.region.peers.len() == 4 && r.applied_index == lead[0].applied_index)
+            })
+            .await;
+            let leader = c.leader().await;
+            c.handle(leader).operator(1, Operator::PromoteLearner(learner)).await;
+            wait_until("the learner is a voter", || async {
+                c.handle(c.leader().await).status().await[0].region.peers.iter().all(|p| p.role == PeerRole::Voter)
+            })
+            .await;
+            let leader = c.leader().await;
+            let victim = (1..=3).find(|s| *s != leader).unwrap();
+            let victim_peer = Peer { id: 10 + victim, store_id: victim, role: PeerRole::Voter };
+            c.handle(leader).operator(1, Operator::RemovePeer(victim_peer)).await;
+            wait_until("the removed replica is destroyed", || async { c.handle(victim).status().await.is_empty() }).await;
+            let region = c.handle(c.leader().await).status().await[0].region.clone();
+            assert_eq!(region.peers.len(), 3);
+            assert_eq!(region.epoch.conf_ver, 4, "three membership changes");
+            // Writes keep flowing and the new replica has all the data.
+            for i in 150..200u32 {
+                c.put(format!("k{i}").as_bytes(), &i.to_be_bytes()).await;
+            }
+            wait_until("store 4 has everything", || async {
+                let snap = keel_storage::Engine::snapshot(&c.disks[&4]);
+                (0..200u32).all(|i| snap.get(CfName::Raw, format!("k{i}").as_bytes()).unwrap() == Some(i.to_be_bytes().to_vec()))
+            })
+            .await;
+            // The removed store kept nothing of the region.
+            let snap = keel_storage::Engine::snapshot(&c.disks[&victim]);
+            assert_eq!(snap.scan(CfName::Raw, b"", None, false, usize::MAX).unwrap().len(), 0);
+        });
+    }
 }

@@ -33,19 +33,34 @@ impl PdForwarder {
     /// Starts the forwarding task.
     pub fn start(pd: PdClient) -> Arc<PdForwarder> {
         let (tx, mut rx) = mpsc::channel(QUEUED_REPORTS_MAX);
-        let reporter = pd.clone();
+        let forwarder = Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default() });
+        let me = forwarder.clone();
         tokio::spawn(async move {
             while let Some(report) = rx.recv().await {
                 let result = match report {
-                    Report::Heartbeat(hb) => reporter.region_heartbeat(hb).await.map(|_| ()),
-                    Report::Split(left, right) => reporter.report_split(left, right).await,
+                    Report::Heartbeat(hb) => {
+                        let region_id = hb.region.id;
+                        match pd.region_heartbeat(hb).await {
+                            // PD's scheduling step for this region goes to its leader here.
+                            Ok(Some(op)) => match me.store.get() {
+                                Some(store) => {
+                                    store.operator(region_id, op).await;
+                                    Ok(())
+                                }
+                                None => Ok(()),
+                            },
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Report::Split(left, right) => pd.report_split(left, right).await,
                 };
                 if let Err(err) = result {
                     tracing::debug!(%err, "report to pd failed");
                 }
             }
         });
-        Arc::new(PdForwarder { tx, pd, store: OnceLock::new(), splitting: Arc::default() })
+        forwarder
     }
 
     /// Connects the forwarder to the store loop it reports for.

@@ -72,8 +72,9 @@ pub struct ScheduleConfig {
     pub region_schedule_limit: usize,
     /// Most balance-leader operators in flight at once.
     pub leader_schedule_limit: usize,
-    /// Most pending peer additions plus removals (of a store that is not down) per store,
-    /// across all operators: bounds the snapshots one store receives at once.
+    /// Most operator-owned learners not yet promoted plus pending removals (of a store
+    /// that is not down) per store, across all operators: bounds the snapshots one store
+    /// receives at once.
     pub store_limit: usize,
     /// Balance only moves between two stores whose counts differ by more than this...
     pub balance_tolerance_min: u64,

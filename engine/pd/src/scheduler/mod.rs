@@ -152,11 +152,7 @@ impl Cluster<'_> {
     pub fn peer_down(&self, entry: &RegionEntry, peer: &Peer) -> bool {
         let down_ms = self.config.schedule.max_store_down_time.as_millis();
         self.store_down(peer.store_id)
-            || entry
-                .stats
-                .down_peers
-                .iter()
-                .any(|(p, secs)| p.id == peer.id && u128::from(*secs) * 1000 > down_ms)
+            || entry.stats.down_peers.iter().any(|(p, secs)| p.id == peer.id && u128::from(*secs) * 1000 > down_ms)
     }
 
     /// Whether the leader reported the peer as catching up.
@@ -180,7 +176,7 @@ impl Cluster<'_> {
 pub(crate) struct Loads {
     region_delta: BTreeMap<StoreId, i64>,
     leader_delta: BTreeMap<StoreId, i64>,
-    /// Pending peer additions plus removals (from stores not down) per store.
+    /// Learners not yet promoted plus pending removals (from stores not down) per store.
     busy: BTreeMap<StoreId, usize>,
     in_flight: BTreeMap<Group, usize>,
 }
@@ -353,8 +349,9 @@ impl Scheduler {
                 match step {
                     Step::AddLearner(p) => {
                         *loads.region_delta.entry(p.store_id).or_default() += 1;
-                        *loads.busy.entry(p.store_id).or_default() += 1;
                     }
+                    // A learner being added or caught up keeps its store busy until promoted.
+                    Step::Promote(p) => *loads.busy.entry(p.store_id).or_default() += 1,
                     Step::Remove(p) => {
                         *loads.region_delta.entry(p.store_id).or_default() -= 1;
                         if !cluster.store_down(p.store_id) {
@@ -365,7 +362,6 @@ impl Scheduler {
                         *loads.leader_delta.entry(*from).or_default() -= 1;
                         *loads.leader_delta.entry(to.store_id).or_default() += 1;
                     }
-                    Step::Promote(_) => {}
                 }
             }
         }

@@ -30,8 +30,7 @@ pub(crate) fn check(cluster: &Cluster<'_>, loads: &Loads, entry: &RegionEntry) -
             plan.promote = Some(learner);
             if voters.len() >= max {
                 let worst = worst_voter(cluster, entry, &voters);
-                plan.kind =
-                    if down(&worst) { OperatorKind::ReplaceDownPeer } else { OperatorKind::ReplaceOfflinePeer };
+                plan.kind = if down(&worst) { OperatorKind::ReplaceDownPeer } else { OperatorKind::ReplaceOfflinePeer };
                 plan.remove = Some(worst);
             }
             return Some(plan);
@@ -49,7 +48,8 @@ pub(crate) fn check(cluster: &Cluster<'_>, loads: &Loads, entry: &RegionEntry) -
 
     let replace = |victim: Peer, kind: OperatorKind| -> Option<Plan> {
         // Place the replacement against the peers that stay and are healthy.
-        let gone: Vec<_> = entry.region.peers.iter().filter(|p| p.id == victim.id || down(p)).map(|p| p.store_id).collect();
+        let gone: Vec<_> =
+            entry.region.peers.iter().filter(|p| p.id == victim.id || down(p)).map(|p| p.store_id).collect();
         let keep = peer_stores(cluster, &entry.region, &gone);
         let target = best_target(cluster, loads, &entry.region, &keep, None)?;
         let mut plan = Plan::new(kind);

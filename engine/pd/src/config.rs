@@ -132,3 +132,22 @@ impl ScheduleConfig {
         self.balance_tolerance_min.max(regions as u64 * self.balance_tolerance_percent / 100).max(1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balance_tolerance_is_at_least_one_and_grows_with_regions() {
+        let s = ScheduleConfig::default();
+        assert_eq!(s.balance_tolerance(0), 1);
+        assert_eq!(s.balance_tolerance(30), 1);
+        assert_eq!(s.balance_tolerance(100), 5);
+        assert_eq!(s.balance_tolerance(1000), 50);
+        let zero = ScheduleConfig { balance_tolerance_min: 0, balance_tolerance_percent: 0, ..s };
+        assert_eq!(zero.balance_tolerance(1000), 1, "a move must never be undoable");
+        let t = ScheduleConfig::test_min();
+        assert!(t.store_disconnect_time < t.max_store_down_time);
+        assert!(t.leader_operator_timeout < t.region_operator_timeout);
+    }
+}

@@ -527,6 +527,7 @@ impl Pd {
         trace_event!("pd.region", "{id} {:?} removes {overlapped:?}", new.region.epoch);
         for o in overlapped {
             self.regions.remove(o);
+            self.scheduler.forget(o);
         }
         self.regions.insert(new);
         Ok(())

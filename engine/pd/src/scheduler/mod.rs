@@ -277,6 +277,15 @@ impl Scheduler {
         }
     }
 
+    /// Drops the operator of a region that no longer exists (merged or overlapped by a
+    /// newer region), as cancelled.
+    pub fn forget(&mut self, region: RegionId) {
+        if let Some(op) = self.ops.remove(&region) {
+            trace_event!("pd.op.cancel", "{region} {:?} region gone", op.kind);
+            self.count(op.kind).cancelled += 1;
+        }
+    }
+
     /// Whether the region has an operator in flight.
     pub fn busy(&self, region: RegionId) -> bool {
         self.ops.contains_key(&region)

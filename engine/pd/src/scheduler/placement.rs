@@ -56,3 +56,31 @@ pub(crate) fn best_target(
 pub(crate) fn peer_stores(cluster: &Cluster<'_>, region: &Region, except: &[StoreId]) -> Vec<Store> {
     region.peers.iter().filter(|p| !except.contains(&p.store_id)).map(|p| cluster.store(p.store_id)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(id: StoreId, labels: &[(&str, &str)]) -> Store {
+        Store { id, labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Store::default() }
+    }
+
+    #[test]
+    fn isolation_prefers_a_new_zone_then_a_new_host_then_fewer_sharers() {
+        let levels: Vec<String> = ["zone", "rack", "host"].map(String::from).to_vec();
+        let a1 = store(1, &[("zone", "a"), ("host", "h1")]);
+        let b2 = store(2, &[("zone", "b"), ("host", "h2")]);
+        let keep = [a1.clone(), b2];
+        let new_zone = store(3, &[("zone", "c"), ("host", "h3")]);
+        let used_zone = store(4, &[("zone", "a"), ("host", "h4")]);
+        let used_host = store(5, &[("zone", "a"), ("host", "h1")]);
+        assert_eq!(shared_levels(&a1, &used_host, &levels), 3);
+        assert_eq!(shared_levels(&a1, &used_zone, &levels), 2, "zone and the (missing) rack");
+        assert_eq!(isolation(&new_zone, &keep, &levels), vec![0, 0]);
+        assert!(isolation(&new_zone, &keep, &levels) < isolation(&used_zone, &keep, &levels));
+        assert!(isolation(&used_zone, &keep, &levels) < isolation(&used_host, &keep, &levels));
+        // No labels at all: every candidate ties (and load decides).
+        let bare = [store(1, &[]), store(2, &[])];
+        assert_eq!(isolation(&store(3, &[]), &bare, &levels), isolation(&store(4, &[]), &bare, &levels));
+    }
+}

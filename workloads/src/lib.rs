@@ -8,5 +8,6 @@
 
 pub mod history;
 pub mod register;
+pub mod set;
 
 pub use history::{History, OpKind};

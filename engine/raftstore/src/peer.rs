@@ -30,6 +30,7 @@ struct Proposal {
 
 struct WaitingRead {
     since_tick: u64,
+    version: u64,
     reply: ReadReply,
 }
 
@@ -55,7 +56,7 @@ pub struct Peer {
     proposals: VecDeque<Proposal>,
     next_read_ctx: u64,
     waiting_reads: BTreeMap<u64, WaitingRead>,
-    ready_reads: VecDeque<(u64, ReadReply)>,
+    ready_reads: VecDeque<(u64, u64, ReadReply)>,
     /// Ticks seen (a clock for expiring reads and pacing heartbeats).
     pub ticks: u64,
     /// Whether this peer led at the end of the last round.
@@ -204,6 +205,10 @@ impl Peer {
     }
 
     /// Starts a linearizable read: the view is handed out once the read index is applied.
+    ///
+    /// The view is refused with `EpochNotMatch` if the region's version changed while the read
+    /// waited (a split applied first): the caller routed by the old range, and a view of the
+    /// narrower region would silently drop part of what it asked for.
     pub fn read(&mut self, reply: ReadReply) {
         if !self.is_leader() {
             let _ = reply.send(Err(self.not_leader()));
@@ -217,7 +222,8 @@ impl Peer {
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         self.raw.read_index(ctx.to_be_bytes().to_vec());
-        self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, reply });
+        let version = self.region().epoch.version;
+        self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, version, reply });
     }
 
     /// Moves confirmed reads (from a ready's read states) to the apply queue.
@@ -225,7 +231,7 @@ impl Peer {
         for rs in states {
             let Ok(bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else { continue };
             if let Some(w) = self.waiting_reads.remove(&u64::from_be_bytes(bytes)) {
-                self.ready_reads.push_back((rs.index, w.reply));
+                self.ready_reads.push_back((rs.index, w.version, w.reply));
             }
         }
     }
@@ -256,7 +262,7 @@ impl Peer {
         for (_, w) in std::mem::take(&mut self.waiting_reads) {
             let _ = w.reply.send(Err(err.clone().into()));
         }
-        for (_, reply) in self.ready_reads.drain(..) {
+        for (_, _, reply) in self.ready_reads.drain(..) {
             let _ = reply.send(Err(err.clone().into()));
         }
     }
@@ -264,8 +270,12 @@ impl Peer {
     /// Hands out every read whose index has been applied. Call after the round's writes.
     pub fn serve_ready_reads(&mut self) {
         let applied = self.raw.store().apply_state.applied_index;
-        while self.ready_reads.front().is_some_and(|(index, _)| *index <= applied) {
-            let (_, reply) = self.ready_reads.pop_front().expect("front exists");
+        while self.ready_reads.front().is_some_and(|(index, _, _)| *index <= applied) {
+            let (_, version, reply) = self.ready_reads.pop_front().expect("front exists");
+            if version != self.region().epoch.version {
+                let _ = reply.send(Err(RegionError::EpochNotMatch { current_regions: vec![self.region().clone()] }.into()));
+                continue;
+            }
             let view = ReadView { region: self.region().clone(), snapshot: self.raw.store().engine().snapshot() };
             let _ = reply.send(Ok(view));
         }

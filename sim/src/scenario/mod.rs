@@ -2,11 +2,12 @@
 
 mod counter;
 pub mod register;
+mod scan;
 
 use crate::runner::{RunConfig, ScenarioOutcome};
 
 /// Workloads `cargo sim -- run --workload W` accepts.
-pub const WORKLOADS: &[&str] = &["counter", "register"];
+pub const WORKLOADS: &[&str] = &["counter", "register", "scan"];
 
 /// Fault families the scenarios understand.
 pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
@@ -16,6 +17,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     match cfg.workload.as_str() {
         "counter" => counter::run(cfg).await,
         "register" => register::run(cfg).await,
+        "scan" => scan::run(cfg).await,
         other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
     }
 }

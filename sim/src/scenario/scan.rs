@@ -1,0 +1,94 @@
+//! The scan scenario: processes add thousands of padded keys (so regions split again and
+//! again under the simulator's small split thresholds) and scan the whole key space across
+//! regions, under the run's nemeses. Checks: every scan holds every add acknowledged before
+//! it began and nothing never added; after healing, progress in bounded time, a final full
+//! scan holding every acknowledged add, and replicas of every region converge.
+
+use crate::cluster::Cluster;
+use crate::runner::{RunConfig, ScenarioOutcome};
+use crate::scenario::register::start_cluster;
+use keel_client::{PdClient, RawClient};
+use keel_workloads::set::{check_scan, run_process, scan_all, SharedSet};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+const PROCESSES: u64 = 5;
+const STORES: usize = 3;
+const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs the scenario.
+pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
+    let mut cluster = Cluster::new();
+    let (pd_addr, stores) = start_cluster(&mut cluster, STORES);
+    let state = SharedSet::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..PROCESSES {
+        let name = format!("client-{p}");
+        cluster.add_client(&name);
+        let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.clone());
+        let seed: u64 = madsim::rand::random();
+        tasks.push(cluster.spawn_on(&name, async move {
+            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            run_process(client, state, p, seed, stop).await;
+        }));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
+    let mut targets = stores.clone();
+    targets.push("pd".into());
+    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
+    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
+
+    cluster.heal_all();
+    let healed_at = Instant::now();
+    let mut violation = None;
+    loop {
+        let stuck: Vec<u64> = {
+            let s = state.lock().unwrap();
+            (0..PROCESSES).filter(|p| !s.progress.get(p).is_some_and(|t| *t > healed_at)).collect()
+        };
+        if stuck.is_empty() {
+            break;
+        }
+        if healed_at.elapsed() > LIVENESS_DEADLINE {
+            violation =
+                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
+            break;
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    // A final quiet scan and the region count, from a fresh client.
+    cluster.add_client("checker");
+    let (final_state, pd) = (state.clone(), pd_addr.clone());
+    let (final_violation, regions) = cluster
+        .spawn_on("checker", async move {
+            let client = RawClient::connect(vec![pd.clone()]).await.expect("connect");
+            let seen = loop {
+                match scan_all(&client).await {
+                    Ok(seen) => break seen,
+                    Err(_) => sleep(Duration::from_millis(200)).await,
+                }
+            };
+            let v = {
+                let s = final_state.lock().unwrap();
+                check_scan(&s, &seen, &s.acked)
+            };
+            let regions = PdClient::new(vec![pd]).scan_regions(b"", b"", 0).await.map(|r| r.len() as u64).unwrap_or(0);
+            (v, regions)
+        })
+        .await
+        .expect("checker task");
+    let s = state.lock().unwrap();
+    violation = violation.or_else(|| s.violation.clone()).or(final_violation);
+    keel_types::trace_event!("scan.final", "{} {} {} {regions}", s.ops, s.scans, s.acked.len());
+    ScenarioOutcome { ops: s.ops, regions, violation, ..Default::default() }
+}

@@ -75,7 +75,9 @@ mod tests {
             let other: Vec<Vec<u8>> = (0u8..=255)
                 .map(|i| vec![i])
                 .find(|k| {
-                    !latches.slots_of(&[b"a".to_vec(), b"b".to_vec()]).contains(&latches.slots_of(&[k.clone()])[0])
+                    !latches
+                        .slots_of(&[b"a".to_vec(), b"b".to_vec()])
+                        .contains(&latches.slots_of(std::slice::from_ref(k))[0])
                 })
                 .into_iter()
                 .collect();

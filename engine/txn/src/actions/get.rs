@@ -23,12 +23,11 @@ pub fn get(reader: &MvccReader<'_>, key: &[u8], ts: Timestamp) -> Result<Option<
     reader.get(key, ts)
 }
 
+/// What a multi-key read found: visible pairs and the locks that hid other keys.
+pub type ReadResult = (Vec<(Vec<u8>, Vec<u8>)>, Vec<LockInfo>);
+
 /// The found pairs of `keys` at `ts` (in request order), and the locks that block some.
-pub fn batch_get(
-    reader: &MvccReader<'_>,
-    keys: &[Vec<u8>],
-    ts: Timestamp,
-) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<LockInfo>)> {
+pub fn batch_get(reader: &MvccReader<'_>, keys: &[Vec<u8>], ts: Timestamp) -> Result<ReadResult> {
     let mut pairs = Vec::new();
     let mut locks = Vec::new();
     for key in keys {

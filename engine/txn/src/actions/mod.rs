@@ -20,7 +20,7 @@ pub use check_txn_status::{check_txn_status, CheckTxnStatusArgs};
 pub use cleanup::cleanup;
 pub use commit::commit;
 pub use gc::{gc, GC_DELETES_MAX};
-pub use get::{batch_get, get};
+pub use get::{batch_get, get, ReadResult};
 pub use prewrite::{prewrite, PrewriteMode, PrewriteProps, PrewriteResult};
 pub use resolve_lock::resolve_lock;
 pub use rollback::rollback;

@@ -1,10 +1,9 @@
 //! Snapshot range scans: the visible pairs of a key range at a read timestamp, and the
 //! locks that hide keys in it.
 
-use super::get::blocking_lock;
+use super::get::{blocking_lock, ReadResult};
 use crate::error::Result;
 use crate::mvcc::MvccReader;
-use keel_types::error::LockInfo;
 use keel_types::Timestamp;
 
 /// The arguments of [`scan`].
@@ -26,7 +25,7 @@ pub struct ScanArgs<'a> {
 
 /// Pairs visible at `args.ts` in the range, in scan order, and the blocking locks. Locks
 /// count towards the limit, so pairs and locks together are a prefix of the range.
-pub fn scan(reader: &MvccReader<'_>, args: &ScanArgs<'_>) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Vec<LockInfo>)> {
+pub fn scan(reader: &MvccReader<'_>, args: &ScanArgs<'_>) -> Result<ReadResult> {
     let mut pairs = Vec::new();
     let mut locks = Vec::new();
     if args.limit == 0 {

@@ -58,8 +58,8 @@ impl StoreConfig {
             raft_log_gc_threshold: 64,
             raft_log_keep_entries: 8,
             split_check_ticks: 10,
-            region_split_size_bytes: 64 * 1024,
-            region_split_keys: 500,
+            region_split_size_bytes: 16 * 1024,
+            region_split_keys: 100,
             round_msgs_max: 64,
             inbox_capacity: 4096,
             ..StoreConfig::production(store_id)

@@ -62,6 +62,7 @@ pub struct Peer {
     /// Whether this peer led at the end of the last round.
     pub was_leader: bool,
     peer_cache: BTreeMap<u64, PeerMeta>,
+    last_heard: BTreeMap<u64, u64>,
 }
 
 impl Peer {
@@ -105,6 +106,7 @@ impl Peer {
             ticks: 0,
             was_leader: false,
             peer_cache: BTreeMap::new(),
+            last_heard: BTreeMap::new(),
         })
     }
 
@@ -114,9 +116,38 @@ impl Peer {
     }
 
     /// Remembers a peer seen in a message, so replies reach peers the region metadata here
-    /// does not list yet (an uninitialized replica knows no peers at all).
+    /// does not list yet (an uninitialized replica knows no peers at all), and when it was
+    /// last heard from (for the leader's down-peer report).
     pub fn remember_peer(&mut self, peer: PeerMeta) {
         self.peer_cache.insert(peer.id, peer);
+        self.last_heard.insert(peer.id, self.ticks);
+    }
+
+    /// Peers the leader has not heard from for more than `down_after_ticks`, with the ticks
+    /// since it last did.
+    pub fn down_peers(&self, down_after_ticks: u64) -> Vec<(PeerMeta, u64)> {
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .filter_map(|p| {
+                let silent = self.ticks.saturating_sub(self.last_heard.get(&p.id).copied().unwrap_or(0));
+                (silent > down_after_ticks).then_some((*p, silent))
+            })
+            .collect()
+    }
+
+    /// Peers whose log lags the leader's commit index by more than `lag_max` entries (a
+    /// learner still catching up, or a follower that fell behind).
+    pub fn pending_peers(&self, lag_max: u64) -> Vec<PeerMeta> {
+        let committed = self.raw.raft.raft_log.committed;
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .filter(|p| self.raw.raft.prs().get(p.id).is_none_or(|pr| pr.matched == 0 || pr.matched + lag_max < committed))
+            .copied()
+            .collect()
     }
 
     /// The peer with raft id `id`, from the region or from messages seen.

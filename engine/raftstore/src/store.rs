@@ -183,6 +183,10 @@ impl Store {
                     Err(_) => break,
                 }
             }
+            // BUGGIFY: leave this round's Ready to the next round (a slow store loop).
+            if keel_types::buggify!(0.05) {
+                continue;
+            }
             self.process_ready()?;
         }
     }
@@ -356,7 +360,7 @@ impl Store {
             peer.ticks += 1;
             peer.expire_reads(self.cfg.election_ticks as u64 * 2);
             if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
-                self.pd.region_heartbeat(heartbeat(peer, &*self.engine));
+                self.pd.region_heartbeat(heartbeat(peer, &*self.engine, &self.cfg));
             }
             if peer.is_leader() && peer.ticks % self.cfg.split_check_ticks == 0 {
                 let region = peer.region();
@@ -370,8 +374,12 @@ impl Store {
             }
             let store = peer.raw.mut_store();
             let applied = store.apply_state.applied_index;
-            if applied.saturating_sub(store.apply_state.truncated_index) > self.cfg.raft_log_gc_threshold {
-                store.compact_to(&mut gc_batch, applied - self.cfg.raft_log_keep_entries).map_err(|e| e.to_string())?;
+            // BUGGIFY: now and then truncate right up to the applied index, so lagging
+            // followers need snapshots.
+            let eager = applied > store.apply_state.truncated_index && keel_types::buggify!(0.02);
+            if eager || applied.saturating_sub(store.apply_state.truncated_index) > self.cfg.raft_log_gc_threshold {
+                let keep = if eager { 0 } else { self.cfg.raft_log_keep_entries };
+                store.compact_to(&mut gc_batch, applied - keep).map_err(|e| e.to_string())?;
             }
         }
         if !gc_batch.is_empty() {
@@ -495,7 +503,7 @@ impl Store {
         // A new leader tells PD at once, so clients find it without waiting for a tick.
         for region_id in new_leaders {
             if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
-                self.pd.region_heartbeat(heartbeat(peer, &*self.engine));
+                self.pd.region_heartbeat(heartbeat(peer, &*self.engine, &self.cfg));
             }
         }
         Ok(())
@@ -526,12 +534,23 @@ impl Store {
     }
 }
 
-fn heartbeat(peer: &Peer, engine: &dyn Engine) -> RegionHeartbeat {
+/// Entries a follower may lag the commit index before PD counts it as pending.
+const PENDING_LAG_MAX: u64 = 64;
+
+fn heartbeat(peer: &Peer, engine: &dyn Engine, cfg: &StoreConfig) -> RegionHeartbeat {
     let stats = region_stats(engine, peer.region()).unwrap_or_default();
+    let tick_ms = cfg.tick_interval.as_millis().max(1) as u64;
     RegionHeartbeat {
         region: peer.region().clone(),
         leader: Some(peer.meta),
         term: peer.raw.raft.term,
+        // Silent for two election timeouts: down (PD decides when down is down for good).
+        down_peers: peer
+            .down_peers(2 * cfg.election_ticks as u64)
+            .into_iter()
+            .map(|(p, ticks)| (p, ticks * tick_ms / 1000))
+            .collect(),
+        pending_peers: peer.pending_peers(PENDING_LAG_MAX),
         approximate_size_bytes: stats.bytes,
         approximate_keys: stats.keys,
         ..Default::default()

@@ -31,7 +31,7 @@ const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
 pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<String>) {
     let pd = cluster.add_node("pd", move |env| async move {
         let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
-        let mut config = PdConfig::new(env.addr(PD_PORT));
+        let mut config = PdConfig::test_min(env.addr(PD_PORT));
         config.cluster_id = Some(1);
         config.max_replicas = stores;
         if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {

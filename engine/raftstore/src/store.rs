@@ -39,6 +39,9 @@ pub trait PdReporter: Send + Sync + 'static {
     /// The leader found `region` too large: split it at `split_key` (asks PD for ids, then
     /// proposes the split). Best effort; the next check asks again if it did not happen.
     fn ask_split(&self, region: Region, split_key: Vec<u8>);
+    /// This store's replica just became `region`'s leader (the transaction layer must then
+    /// sync its max_ts from PD before accepting async-commit prewrites).
+    fn became_leader(&self, region: &Region);
 }
 
 /// A region's state as the store loop reports it (for heartbeats, status pages and tests).
@@ -503,6 +506,7 @@ impl Store {
         // A new leader tells PD at once, so clients find it without waiting for a tick.
         for region_id in new_leaders {
             if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
+                self.pd.became_leader(peer.region());
                 self.pd.region_heartbeat(heartbeat(peer, &*self.engine, &self.cfg));
             }
         }

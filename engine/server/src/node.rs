@@ -9,7 +9,8 @@ use keel_raftstore::{keys, Store, StoreConfig, StoreHandle};
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::{decode, encode};
 use keel_types::proto::pd::{Store as StoreMeta, StoreStats};
-use keel_types::{Clock, StoreId};
+use keel_txn::{ConcurrencyManager, TxnService};
+use keel_types::{Clock, StoreId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,7 +79,6 @@ const PD_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Runs a storage node until its store loop fails (disk error) — in production the process
 /// then exits and a supervisor restarts it; in the simulator the node is restarted.
 pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock) -> Result<(), NodeError> {
-    let _ = clock; // Reserved for leases and TTLs; wall time reaches raft only via this clock.
     let pd = PdClient::new(config.pd_endpoints.clone());
     let ident = load_or_create_ident(&*engine, &pd).await?;
     let listener = TcpListener::bind(&config.listen_addr)
@@ -87,14 +87,20 @@ pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock)
     register(&pd, &config, ident.store_id).await?;
 
     let store_cfg = if config.test_min { StoreConfig::test_min(ident.store_id) } else { StoreConfig::production(ident.store_id) };
-    let forwarder = PdForwarder::start(pd.clone());
+    // max_ts starts unsynced: the first leadership (or none) syncs it from PD.
+    let cm = ConcurrencyManager::new(Timestamp::ZERO);
+    cm.begin_max_ts_sync();
+    let txn = Arc::new(TxnService::new(cm.clone()));
+    let forwarder = PdForwarder::start(pd.clone(), cm);
     let (store, handle) =
         Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), forwarder.clone()).map_err(NodeError::Storage)?;
     forwarder.attach(handle.clone());
     let store_task = tokio::spawn(store.run());
 
     let (svc_store, svc_pd) = (handle.clone(), pd.clone());
-    tokio::spawn(keel_rpc::serve(listener, move |req| service::handle(svc_store.clone(), svc_pd.clone(), req)));
+    tokio::spawn(keel_rpc::serve(listener, move |req| {
+        service::handle(svc_store.clone(), svc_pd.clone(), txn.clone(), clock.clone(), req)
+    }));
     tokio::spawn(bootstrap(handle.clone(), pd.clone()));
     tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval));
     tracing::info!(store_id = ident.store_id, addr = %config.advertise_addr, "store: serving");

@@ -4,6 +4,7 @@
 
 use crate::service::split_region;
 use keel_client::PdClient;
+use keel_txn::ConcurrencyManager;
 use keel_raftstore::{PdReporter, StoreHandle};
 use keel_types::proto::pd::RegionHeartbeat;
 use keel_types::{Region, RegionId};
@@ -27,13 +28,16 @@ pub struct PdForwarder {
     store: OnceLock<StoreHandle>,
     /// Regions with a split in flight, so a slow split is not asked for twice.
     splitting: Arc<Mutex<BTreeSet<RegionId>>>,
+    /// The node's transaction concurrency manager: its max_ts is synced from PD whenever a
+    /// replica here becomes a leader.
+    cm: ConcurrencyManager,
 }
 
 impl PdForwarder {
     /// Starts the forwarding task.
-    pub fn start(pd: PdClient) -> Arc<PdForwarder> {
+    pub fn start(pd: PdClient, cm: ConcurrencyManager) -> Arc<PdForwarder> {
         let (tx, mut rx) = mpsc::channel(QUEUED_REPORTS_MAX);
-        let forwarder = Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default() });
+        let forwarder = Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default(), cm });
         let me = forwarder.clone();
         tokio::spawn(async move {
             while let Some(report) = rx.recv().await {
@@ -76,6 +80,23 @@ impl PdReporter for PdForwarder {
 
     fn report_split(&self, left: Region, right: Region) {
         let _ = self.tx.try_send(Report::Split(left, right));
+    }
+
+    fn became_leader(&self, _region: &Region) {
+        let generation = self.cm.begin_max_ts_sync();
+        let (pd, cm) = (self.pd.clone(), self.cm.clone());
+        tokio::spawn(async move {
+            // Until this lands, async-commit prewrites are refused (ServerIsBusy).
+            loop {
+                match pd.get_ts().await {
+                    Ok(ts) => return cm.finish_max_ts_sync(generation, ts),
+                    Err(err) => {
+                        tracing::debug!(%err, "max_ts sync: pd not reachable");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
     }
 
     fn ask_split(&self, region: Region, split_key: Vec<u8>) {

@@ -6,15 +6,17 @@ use keel_raftstore::cmd::{AdminRequest, CmdBody, CmdResult};
 use keel_raftstore::StoreHandle;
 use keel_types::error::InvalidArgument;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
-use keel_types::Region;
+use keel_txn::TxnService;
+use keel_types::{Clock, Region};
+use std::sync::Arc;
 
 /// Answers one store request.
-pub async fn handle(store: StoreHandle, pd: PdClient, req: StoreRequest) -> StoreResult {
+pub async fn handle(store: StoreHandle, pd: PdClient, txn: Arc<TxnService>, clock: Clock, req: StoreRequest) -> StoreResult {
     match req {
         StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
         StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd).await.map(StoreResponse::Raw),
         StoreRequest::SplitRegion { ctx, key } => split(&store, &pd, ctx, key).await,
-        StoreRequest::Txn { .. } => Err(InvalidArgument("txn not wired yet".into()).into()),
+        StoreRequest::Txn { ctx, cmd } => txn.handle(&store, ctx, cmd, clock.now_ms()).await.map(StoreResponse::Txn),
     }
 }
 

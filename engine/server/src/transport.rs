@@ -61,8 +61,13 @@ async fn sender(pd: PdClient, to: StoreId, mut rx: mpsc::Receiver<Vec<RaftEnvelo
                 _ => continue,
             }
         }
+        // BUGGIFY: lose the batch (raft retransmits), or give the call little time.
+        if keel_types::buggify!(0.02) {
+            continue;
+        }
+        let timeout = if keel_types::buggify!(0.1) { RAFT_CALL_TIMEOUT / 20 } else { RAFT_CALL_TIMEOUT };
         let rpc = client.as_ref().expect("resolved above");
-        if let Err(err) = rpc.call(StoreRequest::Raft(batch), RAFT_CALL_TIMEOUT).await {
+        if let Err(err) = rpc.call(StoreRequest::Raft(batch), timeout).await {
             tracing::debug!(store = to, %err, "raft send failed");
             if !err.outcome_unknown() {
                 // Unreachable: the store may have moved; resolve again next time.

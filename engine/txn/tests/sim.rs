@@ -25,6 +25,7 @@ impl PdReporter for NoPd {
     fn region_heartbeat(&self, _hb: RegionHeartbeat) {}
     fn report_split(&self, _left: Region, _right: Region) {}
     fn ask_split(&self, _region: Region, _split_key: Vec<u8>) {}
+    fn became_leader(&self, _region: &Region) {}
 }
 
 fn region() -> Region {

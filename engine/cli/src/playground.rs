@@ -48,7 +48,12 @@ pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
         };
         tasks.push(tokio::spawn(start_server(server)));
     }
-    println!("keel playground: pd {} | stores {} | data {}", args.pd_addr, endpoints.join(" "), args.data_dir.display());
+    println!(
+        "keel playground: pd {} | stores {} | data {}",
+        args.pd_addr,
+        endpoints.join(" "),
+        args.data_dir.display()
+    );
     println!("try: keel ctl --pd {} put hello world && keel ctl --pd {} get hello", args.pd_addr, args.pd_addr);
     tokio::select! {
         (first, _, _) = futures::future::select_all(tasks) => Err(match first {

@@ -82,7 +82,8 @@ pub async fn shutdown_signal() {
 /// Starts a PD and serves until its disk fails.
 pub async fn start_pd(args: PdArgs) -> Result<(), String> {
     let engine = open_engine(&args.data_dir)?;
-    let listener = tokio::net::TcpListener::bind(&args.addr).await.map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.addr).await.map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     let mut config = PdConfig::new(args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone()));
     config.max_replicas = args.max_replicas;
     eprintln!("keel pd listening on {} (data in {})", args.addr, args.data_dir.display());

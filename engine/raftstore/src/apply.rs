@@ -26,9 +26,10 @@ impl Overlay {
         if let Some(v) = self.values.get(&(cf, key.to_vec())) {
             return Ok(v.clone());
         }
-        let deleted = self.ranges.iter().any(|(rcf, start, end)| {
-            *rcf == cf && key >= start.as_slice() && (end.is_empty() || key < end.as_slice())
-        });
+        let deleted = self
+            .ranges
+            .iter()
+            .any(|(rcf, start, end)| *rcf == cf && key >= start.as_slice() && (end.is_empty() || key < end.as_slice()));
         if deleted {
             return Ok(None);
         }
@@ -95,7 +96,12 @@ pub fn apply_cmd(
                 }));
             }
             if new_peer_ids.len() != region.peers.len() {
-                return Err(format!("split of region {} with {} peer ids for {} peers", region.id, new_peer_ids.len(), region.peers.len()));
+                return Err(format!(
+                    "split of region {} with {} peer ids for {} peers",
+                    region.id,
+                    new_peer_ids.len(),
+                    region.peers.len()
+                ));
             }
             region.epoch.version += 1;
             let right = Region {

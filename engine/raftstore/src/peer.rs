@@ -8,8 +8,8 @@ use crate::peer_storage::{PeerState, PeerStorage};
 use crate::ReadView;
 use keel_storage::WriteBatch;
 use keel_types::codec::{decode, encode};
-use keel_types::trace;
 use keel_types::proto::store::StoreError;
+use keel_types::trace;
 use keel_types::{Peer as PeerMeta, PeerRole, Region, RegionError, RegionId};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
@@ -145,7 +145,9 @@ impl Peer {
             .peers
             .iter()
             .filter(|p| p.id != self.meta.id)
-            .filter(|p| self.raw.raft.prs().get(p.id).is_none_or(|pr| pr.matched == 0 || pr.matched + lag_max < committed))
+            .filter(|p| {
+                self.raw.raft.prs().get(p.id).is_none_or(|pr| pr.matched == 0 || pr.matched + lag_max < committed)
+            })
             .copied()
             .collect()
     }
@@ -183,7 +185,11 @@ impl Peer {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        self.proposals.push_back(Proposal { index: self.raw.raft.raft_log.last_index(), term: self.raw.raft.term, reply });
+        self.proposals.push_back(Proposal {
+            index: self.raw.raft.raft_log.last_index(),
+            term: self.raw.raft.term,
+            reply,
+        });
     }
 
     /// The region id.
@@ -304,7 +310,8 @@ impl Peer {
         while self.ready_reads.front().is_some_and(|(index, _, _)| *index <= applied) {
             let (_, version, reply) = self.ready_reads.pop_front().expect("front exists");
             if version != self.region().epoch.version {
-                let _ = reply.send(Err(RegionError::EpochNotMatch { current_regions: vec![self.region().clone()] }.into()));
+                let _ =
+                    reply.send(Err(RegionError::EpochNotMatch { current_regions: vec![self.region().clone()] }.into()));
                 continue;
             }
             let view = ReadView { region: self.region().clone(), snapshot: self.raw.store().engine().snapshot() };
@@ -343,7 +350,8 @@ impl Peer {
         match entry.get_entry_type() {
             EntryType::EntryNormal if entry.data.is_empty() => Ok(None),
             EntryType::EntryNormal => {
-                let cmd: RaftCmd = decode(&entry.data).map_err(|e| format!("undecodable entry {}: {e}", entry.index))?;
+                let cmd: RaftCmd =
+                    decode(&entry.data).map_err(|e| format!("undecodable entry {}: {e}", entry.index))?;
                 let was_leader = self.is_leader();
                 let store = self.raw.mut_store();
                 let engine = store.engine().clone();
@@ -362,9 +370,16 @@ impl Peer {
         }
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry, batch: &mut WriteBatch, effects: &mut ApplyEffects) -> Result<ApplyOutcome, String> {
-        let cc = ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| format!("undecodable conf change at {}: {e}", entry.index))?;
-        let cmd: ConfChangeCmd = decode(&entry.context).map_err(|e| format!("undecodable conf change context at {}: {e}", entry.index))?;
+    fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        batch: &mut WriteBatch,
+        effects: &mut ApplyEffects,
+    ) -> Result<ApplyOutcome, String> {
+        let cc = ConfChangeV2::parse_from_bytes(&entry.data)
+            .map_err(|e| format!("undecodable conf change at {}: {e}", entry.index))?;
+        let cmd: ConfChangeCmd =
+            decode(&entry.context).map_err(|e| format!("undecodable conf change context at {}: {e}", entry.index))?;
         let region = self.region().clone();
         let existing = region.peer(cmd.peer.id).copied();
         let valid = match cmd.kind {
@@ -376,13 +391,17 @@ impl Peer {
             // Rejected: raft-rs must then not be told about it at all.
             return Ok(Err(RegionError::EpochNotMatch { current_regions: vec![region] }));
         }
-        self.raw.apply_conf_change(&cc).map_err(|e| format!("region {}: conf change rejected by raft: {e}", region.id))?;
+        self.raw
+            .apply_conf_change(&cc)
+            .map_err(|e| format!("region {}: conf change rejected by raft: {e}", region.id))?;
         let store = self.raw.mut_store();
         let r = &mut store.region;
         r.epoch.conf_ver += 1;
         match cmd.kind {
             ConfChangeKind::AddLearner => r.peers.push(PeerMeta { role: PeerRole::Learner, ..cmd.peer }),
-            ConfChangeKind::PromoteLearner => r.peers.iter_mut().filter(|p| p.id == cmd.peer.id).for_each(|p| p.role = PeerRole::Voter),
+            ConfChangeKind::PromoteLearner => {
+                r.peers.iter_mut().filter(|p| p.id == cmd.peer.id).for_each(|p| p.role = PeerRole::Voter)
+            }
             ConfChangeKind::RemovePeer => r.peers.retain(|p| p.id != cmd.peer.id),
         }
         let region = r.clone();

@@ -135,7 +135,11 @@ impl PeerStorage {
         };
         put(batch, &keys::raft_state_key(region.id), &raft_state);
         put(batch, &keys::apply_state_key(region.id), &apply_state);
-        put(batch, &keys::region_state_key(region.id), &RegionLocalState { region: region.clone(), state: PeerState::Normal });
+        put(
+            batch,
+            &keys::region_state_key(region.id),
+            &RegionLocalState { region: region.clone(), state: PeerState::Normal },
+        );
     }
 
     /// The engine underneath.
@@ -247,7 +251,8 @@ impl PeerStorage {
         self.raft_state.last_index = meta.index;
         self.raft_state.last_term = meta.term;
         self.raft_state.commit = self.raft_state.commit.max(meta.index);
-        self.apply_state = ApplyState { applied_index: meta.index, truncated_index: meta.index, truncated_term: meta.term };
+        self.apply_state =
+            ApplyState { applied_index: meta.index, truncated_index: meta.index, truncated_term: meta.term };
         self.stage_apply_state(batch);
         self.stage_region_state(batch, PeerState::Normal);
         self.stage_raft_state(batch);
@@ -282,7 +287,12 @@ impl PeerStorage {
 
 impl raft::Storage for PeerStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        let hs = HardState { term: self.raft_state.term, vote: self.raft_state.vote, commit: self.raft_state.commit, ..Default::default() };
+        let hs = HardState {
+            term: self.raft_state.term,
+            vote: self.raft_state.vote,
+            commit: self.raft_state.commit,
+            ..Default::default()
+        };
         Ok(RaftState { hard_state: hs, conf_state: conf_state_of(&self.region) })
     }
 

@@ -5,6 +5,7 @@
 
 use crate::apply::Overlay;
 use crate::cmd::{CmdBody, CmdResult, RaftCmd};
+use crate::cmd::{ConfChangeCmd, ConfChangeKind};
 use crate::config::StoreConfig;
 use crate::keys;
 use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
@@ -13,7 +14,6 @@ use crate::split_check::{middle_key, region_stats};
 use crate::ReadView;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
-use crate::cmd::{ConfChangeCmd, ConfChangeKind};
 use keel_types::proto::pd::{Operator, RegionHeartbeat};
 use keel_types::proto::store::{Context, RaftEnvelope, StoreError};
 use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, StoreId};
@@ -152,7 +152,8 @@ impl Store {
         pd: Arc<dyn PdReporter>,
     ) -> Result<(Store, StoreHandle), String> {
         let (lo, hi) = keys::region_meta_bounds();
-        let metas = engine.snapshot().scan(CfName::Raft, &lo, Some(&hi), false, usize::MAX).map_err(|e| e.to_string())?;
+        let metas =
+            engine.snapshot().scan(CfName::Raft, &lo, Some(&hi), false, usize::MAX).map_err(|e| e.to_string())?;
         let mut peers = BTreeMap::new();
         for (key, _) in metas {
             let Some(region_id) = keys::parse_region_state_key(&key) else { continue };
@@ -207,7 +208,9 @@ impl Store {
             let region = peer.region().clone();
             let mut current_regions = vec![region.clone()];
             if !region.end_key.is_empty() {
-                if let Some(right) = self.peers.values().find(|p| p.is_initialized() && p.region().start_key == region.end_key) {
+                if let Some(right) =
+                    self.peers.values().find(|p| p.is_initialized() && p.region().start_key == region.end_key)
+                {
                     current_regions.push(right.region().clone());
                 }
             }
@@ -265,7 +268,9 @@ impl Store {
     }
 
     fn create_region(&mut self, region: Region) -> Result<bool, String> {
-        if self.peers.contains_key(&region.id) || read::<RegionLocalState>(&*self.engine, &keys::region_state_key(region.id))?.is_some() {
+        if self.peers.contains_key(&region.id)
+            || read::<RegionLocalState>(&*self.engine, &keys::region_state_key(region.id))?.is_some()
+        {
             return Ok(false);
         }
         let mut batch = WriteBatch::new();
@@ -280,7 +285,12 @@ impl Store {
     fn on_operator(&mut self, region_id: RegionId, op: Operator) {
         let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) else { return };
         trace_event!("store.operator", "{region_id} {op:?}");
-        let conf_change = |kind, target: keel_types::Peer| ConfChangeCmd { region_id, epoch: peer.region().epoch, kind, peer: target };
+        let conf_change = |kind, target: keel_types::Peer| ConfChangeCmd {
+            region_id,
+            epoch: peer.region().epoch,
+            kind,
+            peer: target,
+        };
         let cmd = match op {
             Operator::AddLearner(p) => conf_change(ConfChangeKind::AddLearner, p),
             Operator::PromoteLearner(p) => conf_change(ConfChangeKind::PromoteLearner, p),
@@ -324,13 +334,17 @@ impl Store {
     /// still holds (a split not yet applied here), create nothing.
     fn maybe_create_peer(&mut self, env: &RaftEnvelope, msg: &Message) -> bool {
         if env.to_peer.store_id != self.cfg.store_id
-            || !matches!(msg.get_msg_type(), MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot)
+            || !matches!(
+                msg.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            )
         {
             return false;
         }
         match read::<RegionLocalState>(&*self.engine, &keys::region_state_key(env.region_id)) {
             Ok(None) => {}
-            Ok(Some(old)) if old.state == PeerState::Tombstone && env.region_epoch.conf_ver > old.region.epoch.conf_ver => {}
+            Ok(Some(old))
+                if old.state == PeerState::Tombstone && env.region_epoch.conf_ver > old.region.epoch.conf_ver => {}
             _ => return false,
         }
         let overlaps = self.peers.values().any(|p| {

@@ -308,7 +308,8 @@ fn membership_change_moves_a_replica_to_a_new_store_by_snapshot() {
             let victim = (1..=3).find(|s| *s != leader).unwrap();
             let victim_peer = Peer { id: 10 + victim, store_id: victim, role: PeerRole::Voter };
             c.handle(leader).operator(1, Operator::RemovePeer(victim_peer)).await;
-            wait_until("the removed replica is destroyed", || async { c.handle(victim).status().await.is_empty() }).await;
+            wait_until("the removed replica is destroyed", || async { c.handle(victim).status().await.is_empty() })
+                .await;
             let region = c.handle(c.leader().await).status().await[0].region.clone();
             assert_eq!(region.peers.len(), 3);
             assert_eq!(region.epoch.conf_ver, 4, "three membership changes");
@@ -318,7 +319,9 @@ fn membership_change_moves_a_replica_to_a_new_store_by_snapshot() {
             }
             wait_until("store 4 has everything", || async {
                 let snap = keel_storage::Engine::snapshot(&c.disks[&4]);
-                (0..200u32).all(|i| snap.get(CfName::Raw, format!("k{i}").as_bytes()).unwrap() == Some(i.to_be_bytes().to_vec()))
+                (0..200u32).all(|i| {
+                    snap.get(CfName::Raw, format!("k{i}").as_bytes()).unwrap() == Some(i.to_be_bytes().to_vec())
+                })
             })
             .await;
             // The removed store kept nothing of the region.

@@ -2,10 +2,10 @@
 //! replies by id, and errors that say whether the call may have taken effect.
 
 use crate::codec::{framing, Envelope};
-use keel_types::codec::{decode, encode};
 use crate::Message;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use keel_types::codec::{decode, encode};
 use keel_types::trace;
 use std::collections::HashMap;
 use std::marker::PhantomData;

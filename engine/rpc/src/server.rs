@@ -2,10 +2,10 @@
 //! slow call never blocks the others on its connection.
 
 use crate::codec::{framing, Envelope};
-use keel_types::codec::{decode, encode};
 use crate::Message;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use keel_types::codec::{decode, encode};
 use keel_types::trace;
 use std::future::Future;
 use std::net::SocketAddr;

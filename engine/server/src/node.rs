@@ -7,9 +7,9 @@ use crate::transport::RpcTransport;
 use keel_client::{PdClient, PdClientError};
 use keel_raftstore::{keys, Store, StoreConfig, StoreHandle};
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
+use keel_txn::{ConcurrencyManager, TxnService};
 use keel_types::codec::{decode, encode};
 use keel_types::proto::pd::{Store as StoreMeta, StoreStats};
-use keel_txn::{ConcurrencyManager, TxnService};
 use keel_types::{Clock, StoreId, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -86,14 +86,15 @@ pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock)
         .map_err(|e| NodeError::Bind { addr: config.listen_addr.clone(), reason: e.to_string() })?;
     register(&pd, &config, ident.store_id).await?;
 
-    let store_cfg = if config.test_min { StoreConfig::test_min(ident.store_id) } else { StoreConfig::production(ident.store_id) };
+    let store_cfg =
+        if config.test_min { StoreConfig::test_min(ident.store_id) } else { StoreConfig::production(ident.store_id) };
     // max_ts starts unsynced: the first leadership (or none) syncs it from PD.
     let cm = ConcurrencyManager::new(Timestamp::ZERO);
     cm.begin_max_ts_sync();
     let txn = Arc::new(TxnService::new(cm.clone()));
     let forwarder = PdForwarder::start(pd.clone(), cm);
-    let (store, handle) =
-        Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), forwarder.clone()).map_err(NodeError::Storage)?;
+    let (store, handle) = Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), forwarder.clone())
+        .map_err(NodeError::Storage)?;
     forwarder.attach(handle.clone());
     let store_task = tokio::spawn(store.run());
 

@@ -4,8 +4,8 @@
 
 use crate::service::split_region;
 use keel_client::PdClient;
-use keel_txn::ConcurrencyManager;
 use keel_raftstore::{PdReporter, StoreHandle};
+use keel_txn::ConcurrencyManager;
 use keel_types::proto::pd::RegionHeartbeat;
 use keel_types::{Region, RegionId};
 use std::collections::BTreeSet;
@@ -37,7 +37,8 @@ impl PdForwarder {
     /// Starts the forwarding task.
     pub fn start(pd: PdClient, cm: ConcurrencyManager) -> Arc<PdForwarder> {
         let (tx, mut rx) = mpsc::channel(QUEUED_REPORTS_MAX);
-        let forwarder = Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default(), cm });
+        let forwarder =
+            Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default(), cm });
         let me = forwarder.clone();
         tokio::spawn(async move {
             while let Some(report) = rx.recv().await {

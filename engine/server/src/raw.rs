@@ -136,7 +136,8 @@ pub async fn handle(store: &StoreHandle, ctx: Context, cmd: RawCommand) -> Resul
             if let Some(e) = &expected {
                 check_value(e)?;
             }
-            let results = propose(store, ctx, vec![Request::CompareAndSwap { cf: CfName::Raw, key, expected, value }]).await?;
+            let results =
+                propose(store, ctx, vec![Request::CompareAndSwap { cf: CfName::Raw, key, expected, value }]).await?;
             match results.into_iter().next() {
                 Some(RequestResult::Cas { succeeded, previous }) => Ok(RawResponse::Cas { succeeded, previous }),
                 other => Err(StoreError::Unavailable(format!("unexpected cas result {other:?}"))),

@@ -4,14 +4,20 @@ use crate::raw;
 use keel_client::PdClient;
 use keel_raftstore::cmd::{AdminRequest, CmdBody, CmdResult};
 use keel_raftstore::StoreHandle;
+use keel_txn::TxnService;
 use keel_types::error::InvalidArgument;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
-use keel_txn::TxnService;
 use keel_types::{Clock, Region};
 use std::sync::Arc;
 
 /// Answers one store request.
-pub async fn handle(store: StoreHandle, pd: PdClient, txn: Arc<TxnService>, clock: Clock, req: StoreRequest) -> StoreResult {
+pub async fn handle(
+    store: StoreHandle,
+    pd: PdClient,
+    txn: Arc<TxnService>,
+    clock: Clock,
+    req: StoreRequest,
+) -> StoreResult {
     match req {
         StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
         StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd).await.map(StoreResponse::Raw),
@@ -32,7 +38,12 @@ async fn split(store: &StoreHandle, pd: &PdClient, ctx: Context, key: Vec<u8>) -
 
 /// Splits `region` (as the caller last saw it) at `key`: ids from PD, then the admin command
 /// through raft. Returns the regions after the split. Used by manual and automatic splits.
-pub async fn split_region(store: &StoreHandle, pd: &PdClient, region: Region, key: Vec<u8>) -> Result<Vec<Region>, StoreError> {
+pub async fn split_region(
+    store: &StoreHandle,
+    pd: &PdClient,
+    region: Region,
+    key: Vec<u8>,
+) -> Result<Vec<Region>, StoreError> {
     let ids = pd.ask_split(region.clone()).await.map_err(|e| StoreError::Unavailable(format!("pd: {e}")))?;
     let body = CmdBody::Admin(AdminRequest::Split {
         split_key: key,

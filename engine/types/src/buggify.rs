@@ -98,7 +98,8 @@ pub fn eval(site: &'static str, probability: f64) -> bool {
                     crate::trace::fnv1a(0xcbf2_9ce4_8422_2325, &seed.to_le_bytes()),
                     site.as_bytes(),
                 );
-                (splitmix64(h) % 100 < SITE_ENABLED_PERCENT, 0)
+                let only = std::env::var("KEEL_BUGGIFY_ONLY").ok();
+                (splitmix64(h) % 100 < SITE_ENABLED_PERCENT && only.is_none_or(|o| site.contains(&o)), 0)
             });
             if !entry.0 {
                 return false;

@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn encoding_preserves_order_and_is_prefix_free() {
-        let keys: Vec<&[u8]> = vec![b"", b"\x00", b"a", b"a\x00", b"ab", b"abcdefgh", b"abcdefgh\x00", b"abcdefgi", b"b"];
+        let keys: Vec<&[u8]> =
+            vec![b"", b"\x00", b"a", b"a\x00", b"ab", b"abcdefgh", b"abcdefgh\x00", b"abcdefgi", b"b"];
         for w in keys.windows(2) {
             assert!(encode_bytes(w[0]) < encode_bytes(w[1]), "{:?} vs {:?}", w[0], w[1]);
             // Any suffix on the smaller key keeps it below the larger.

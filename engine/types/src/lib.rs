@@ -8,8 +8,8 @@
 pub mod buggify;
 pub mod clock;
 pub mod codec;
-pub mod keys;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod planted;
 pub mod proto;

@@ -1,6 +1,7 @@
 //! `keel`: the production binary — a placement driver, a storage node, a local playground
 //! cluster and a control tool, all on real tokio networking and the fjall engine.
 
+mod bench;
 mod ctl;
 mod playground;
 mod process;
@@ -36,6 +37,8 @@ enum Command {
     Playground(playground::PlaygroundArgs),
     /// Read and write a running cluster.
     Ctl(ctl::CtlArgs),
+    /// Drive a load against keel (or etcd, for comparison) and report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
             Command::Server(args) => process::run_server(args).await,
             Command::Playground(args) => playground::run(args).await,
             Command::Ctl(args) => ctl::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

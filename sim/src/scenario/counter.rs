@@ -32,7 +32,7 @@ struct ClientLog {
 /// Runs the counter scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let server = cluster.add_node("counter", |env| counter_server(env));
+    let server = cluster.add_node("counter", counter_server);
     let server_addr = server.addr(COUNTER_PORT);
     let stop = Arc::new(AtomicBool::new(false));
     let mut logs = Vec::new();

@@ -49,7 +49,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     loop {
         let stuck: Vec<u64> = {
             let s = state.lock().unwrap();
-            (0..PROCESSES).filter(|p| !s.progress.get(p).is_some_and(|t| *t > healed_at)).collect()
+            (0..PROCESSES).filter(|p| s.progress.get(p).is_none_or(|t| *t <= healed_at)).collect()
         };
         if stuck.is_empty() {
             break;

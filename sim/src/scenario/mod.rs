@@ -2,12 +2,13 @@
 
 mod counter;
 pub mod register;
+mod repair;
 mod scan;
 
 use crate::runner::{RunConfig, ScenarioOutcome};
 
 /// Workloads `cargo sim -- run --workload W` accepts.
-pub const WORKLOADS: &[&str] = &["counter", "register", "scan"];
+pub const WORKLOADS: &[&str] = &["counter", "register", "scan", "repair"];
 
 /// Fault families the scenarios understand.
 pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
@@ -18,6 +19,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         "counter" => counter::run(cfg).await,
         "register" => register::run(cfg).await,
         "scan" => scan::run(cfg).await,
+        "repair" => repair::run(cfg).await,
         other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
     }
 }

@@ -27,13 +27,14 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// After the workload stops, replicas must hold identical data within this much time.
 const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Starts PD and the storage nodes; returns the PD address and the store names.
-pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<String>) {
+/// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
+/// address and the store names.
+pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (String, Vec<String>) {
     let pd = cluster.add_node("pd", move |env| async move {
         let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
         let mut config = PdConfig::test_min(env.addr(PD_PORT));
         config.cluster_id = Some(1);
-        config.max_replicas = stores;
+        config.max_replicas = replicas;
         if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
             tracing::warn!(%e, "pd stopped");
         }
@@ -63,7 +64,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize) -> (String, Vec<Strin
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
     cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
     let history = History::new();
     let progress = Progress::default();
@@ -99,7 +100,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         }
         if healed_at.elapsed() > LIVENESS_DEADLINE {
             let progress = progress.lock().unwrap();
-            let stuck: Vec<u64> = (0..PROCESSES).filter(|p| !progress.get(p).is_some_and(|t| *t > healed_at)).collect();
+            let stuck: Vec<u64> = (0..PROCESSES).filter(|p| progress.get(p).is_none_or(|t| *t <= healed_at)).collect();
             violation =
                 Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
             break;
@@ -136,7 +137,24 @@ async fn check_replicas_converge(cluster: &Cluster, stores: &[String]) -> Option
         }
         if start.elapsed() > CONVERGENCE_DEADLINE {
             let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
-            return Some(format!("replicas diverge after {CONVERGENCE_DEADLINE:?}: raw keys per store {sizes:?}"));
+            let differ = images[1..]
+                .iter()
+                .filter_map(|other| images[0].iter().zip(other).find(|(a, b)| a != b))
+                .map(|(a, _)| String::from_utf8_lossy(&a.0).into_owned())
+                .next();
+            let per_store: Vec<String> = images
+                .iter()
+                .map(|i| {
+                    i.iter()
+                        .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            return Some(format!(
+                "replicas diverge after {CONVERGENCE_DEADLINE:?}: raw keys per store {sizes:?}, first differing key {differ:?}; stores: {}",
+                per_store.join(" | ")
+            ));
         }
         sleep(Duration::from_millis(200)).await;
     }

@@ -23,7 +23,7 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, STORES);
+    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES);
     let state = SharedSet::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

@@ -56,6 +56,23 @@ impl RunConfig {
 pub enum CheckModel {
     /// Per-key linearizable compare-and-swap registers, initially absent.
     CasRegister,
+    /// Bank: every read sums to `total`, no balance below zero.
+    Bank {
+        /// The invariant total.
+        total: i64,
+    },
+    /// Elle list-append transactions at snapshot isolation (G2-item allowed).
+    ListAppendSi,
+}
+
+thread_local! {
+    static STATS: std::cell::RefCell<BTreeMap<String, u64>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Adds `value` to the run's verdict-neutral counter `name` (committed transactions,
+/// conflicts, ...), reported in [`RunSummary::stats`]. Call from inside the simulation.
+pub fn add_stat(name: &str, value: u64) {
+    STATS.with(|s| *s.borrow_mut().entry(name.to_string()).or_insert(0) += value);
 }
 
 /// What a scenario reports back to the runner.
@@ -106,6 +123,9 @@ pub struct RunSummary {
     /// BUGGIFY sites that fired (`file:line` → times).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub buggified: BTreeMap<String, u64>,
+    /// Verdict-neutral counters the scenario reported (see [`add_stat`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stats: BTreeMap<String, u64>,
 }
 
 impl RunSummary {
@@ -138,6 +158,8 @@ fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
     };
     let lin_model = match model {
         CheckModel::CasRegister => LinModel::CasRegister,
+        CheckModel::Bank { total } => return check_bank(&history, total),
+        CheckModel::ListAppendSi => return check_list_append(&history),
     };
     let cfg =
         LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
@@ -151,6 +173,31 @@ fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
             }
             LinVerdict::Unknown(why) => Some(format!("linearizability unknown: {why}")),
         },
+    }
+}
+
+fn check_bank(history: &jepsen_checker::History, total: i64) -> Option<String> {
+    use jepsen_checker::bank::{check, BankConfig};
+    match check(history, &BankConfig { total: Some(total), negative_forbidden: true }) {
+        Err(e) => Some(format!("history rejected by the bank checker: {e:?}")),
+        Ok(report) if report.anomalies.is_empty() => None,
+        Ok(report) => {
+            let first = &report.anomalies[0];
+            Some(format!("bank: {} anomalies, first {}: {}", report.anomalies.len(), first.kind, first.explanation))
+        }
+    }
+}
+
+fn check_list_append(history: &jepsen_checker::History) -> Option<String> {
+    use jepsen_checker::elle::{check, Consistency, TxnModel};
+    match check(history, TxnModel::ListAppend, Consistency::SnapshotIsolation) {
+        Err(e) => Some(format!("history rejected by the list-append checker: {e:?}")),
+        Ok(report) if report.valid => None,
+        Ok(report) => {
+            let kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind.as_str()).collect();
+            let first = report.anomalies.first().map_or(String::new(), |a| a.explanation.clone());
+            Some(format!("not snapshot isolation: anomalies {kinds:?}; first: {first}"))
+        }
     }
 }
 
@@ -174,6 +221,7 @@ pub fn run(cfg: &RunConfig) -> RunSummary {
 
 fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     trace::reset();
+    STATS.with(|s| s.borrow_mut().clear());
     keel_types::planted::plant(cfg.planted);
     keel_types::buggify::configure(cfg.buggify, cfg.seed);
     crate::faults::set_options(crate::faults::Options { mean_gap: Duration::from_millis(cfg.fault_gap_ms.max(1)) });
@@ -230,5 +278,6 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         faults: nemesis.fired,
         faults_unsupported: nemesis.unsupported,
         buggified,
+        stats: STATS.with(|s| std::mem::take(&mut *s.borrow_mut())),
     }
 }

@@ -6,7 +6,9 @@
 //! what it proves holds for any user of the client.
 #![deny(missing_docs)]
 
+pub mod bank;
 pub mod history;
+pub mod list_append;
 pub mod register;
 pub mod set;
 

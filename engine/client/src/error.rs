@@ -1,5 +1,7 @@
-//! What a [`RawClient`](crate::RawClient) operation can end with, classified by what it
-//! means for the data: bad input (nothing sent), certainly not applied, or maybe applied.
+//! What a [`RawClient`](crate::RawClient) operation or a
+//! [`Transaction`](crate::Transaction) can end with, classified by what it means for the
+//! data: bad input (nothing sent), certainly not applied (a transaction conflict is one
+//! case), or maybe applied.
 //!
 //! Jepsen-style workloads record `fail` for [`ClientError::outcome_unknown`] == false and
 //! `info` for true; the checker's verdict depends on this classification being right, so
@@ -41,6 +43,11 @@ pub enum ClientError {
         /// The last failure seen.
         reason: String,
     },
+    /// A transaction conflicted with another one (a write conflict, a lock that did not
+    /// clear, or a resolver rolled it back): none of it took effect; run it again from a
+    /// new `begin`.
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
 }
 
 impl ClientError {
@@ -52,6 +59,11 @@ impl ClientError {
     /// True when the operation certainly did not take effect (record `fail`).
     pub fn definitely_failed(&self) -> bool {
         !self.outcome_unknown()
+    }
+
+    /// True for a transaction conflict (retry the transaction).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ClientError::Conflict(_))
     }
 
     /// True when the arguments were refused.

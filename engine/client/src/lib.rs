@@ -1,5 +1,5 @@
 //! Rust client for keel: the PD client, the RawKV client with its region cache and retry
-//! policy; the TransactionClient as it lands.
+//! policy, and the TransactionClient (Percolator 2PC, async commit, 1PC, lock resolution).
 //!
 //! Layering: this crate talks to PD and storage nodes only through the wire protocol in
 //! `keel_types::proto` over `keel-rpc`. It must never depend on keel-server, keel-raftstore,
@@ -11,8 +11,10 @@ mod error;
 mod pd;
 mod raw;
 mod region_cache;
+mod txn;
 
 pub use error::{ClientError, Result};
 pub use pd::{PdClient, PdClientConfig, PdClientError, PdMembers, SplitIds, TsBatch};
 pub use raw::{KvPair, RawClient, RawClientConfig};
 pub use region_cache::{CachedRegion, LocateError, RegionCache};
+pub use txn::{Transaction, TransactionClient, TransactionOptions, TransactionStats, LOCK_TTL_MS_DEFAULT};

@@ -25,10 +25,12 @@ use crate::error::{ClientError, Result};
 use crate::pd::{PdClient, PdClientConfig};
 use crate::region_cache::{CachedRegion, RegionCache};
 use keel_rpc::{RpcClient, RpcError};
+use keel_types::error::KeyError;
 use keel_types::limits::{BATCH_KEYS_MAX, KEY_SIZE_MAX_BYTES, SCAN_LIMIT_MAX, VALUE_SIZE_MAX_BYTES};
 use keel_types::proto::store::{
     Context, RawCommand, RawResponse, StoreError, StoreRequest, StoreResponse, StoreResult,
 };
+use keel_types::proto::txn::{TxnCommand, TxnResponse};
 use keel_types::{Peer, Region, RegionError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
@@ -102,7 +104,7 @@ impl std::fmt::Debug for RawClient {
 
 /// How an operation may be retried after an attempt whose outcome is unknown.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// No effect: always retried.
     Read,
     /// Applying twice leaves the same state: retried if the config allows.
@@ -112,7 +114,7 @@ enum Kind {
 }
 
 /// Where an attempt goes.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     /// The region containing this key.
     Key(&'a [u8]),
     /// The region holding the keys just below `end` (empty: the last region), for a reverse
@@ -121,29 +123,68 @@ enum Target<'a> {
 }
 
 /// The retry state of one operation.
-struct Op {
-    name: &'static str,
+pub(crate) struct Op {
+    pub(crate) name: &'static str,
     kind: Kind,
     retry_after_unknown: bool,
     started: Instant,
     deadline: Instant,
-    attempts: u32,
+    pub(crate) attempts: u32,
     /// Some attempt got no definite answer: it may have applied.
-    unknown: bool,
+    pub(crate) unknown: bool,
     /// Some part of a multi-region write certainly applied.
     applied: bool,
     backoff: Duration,
     backoff_max: Duration,
     fast_retries: u32,
-    last: String,
+    pub(crate) last: String,
     /// Seeds the backoff jitter (a hash of the operation's first key): deterministic, yet
     /// different operations do not retry in lockstep.
     seed: u64,
 }
 
+/// A command family a store serves (`StoreRequest::Raw` / `StoreRequest::Txn`): how it is
+/// wrapped into a request and its answer unwrapped.
+pub(crate) trait Wire {
+    /// The family's answer.
+    type Resp: std::fmt::Debug;
+    /// Wraps the command for its region.
+    fn request(self, ctx: Context) -> StoreRequest;
+    /// Unwraps an answer of this family (`Err`: an answer of another kind).
+    fn response(resp: StoreResponse) -> std::result::Result<Self::Resp, StoreResponse>;
+}
+
+impl Wire for RawCommand {
+    type Resp = RawResponse;
+    fn request(self, ctx: Context) -> StoreRequest {
+        StoreRequest::Raw { ctx, cmd: self }
+    }
+    fn response(resp: StoreResponse) -> std::result::Result<RawResponse, StoreResponse> {
+        match resp {
+            StoreResponse::Raw(r) => Ok(r),
+            other => Err(other),
+        }
+    }
+}
+
+impl Wire for TxnCommand {
+    type Resp = TxnResponse;
+    fn request(self, ctx: Context) -> StoreRequest {
+        StoreRequest::Txn { ctx, cmd: self }
+    }
+    fn response(resp: StoreResponse) -> std::result::Result<TxnResponse, StoreResponse> {
+        match resp {
+            StoreResponse::Txn(r) => Ok(r),
+            other => Err(other),
+        }
+    }
+}
+
 /// What one attempt came to.
-enum Step {
-    Done(RawResponse),
+enum Step<R> {
+    Done(R),
+    /// A transactional refusal: the command did not apply; the caller decides.
+    Key(KeyError),
     /// Retry; `fast` skips the pause (fresh routing information arrived).
     Retry {
         fast: bool,
@@ -152,7 +193,7 @@ enum Step {
 }
 
 impl Op {
-    fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
@@ -161,7 +202,7 @@ impl Op {
     }
 
     /// The terminal error: unknown if anything may have applied, failed otherwise.
-    fn error(&self, reason: String) -> ClientError {
+    pub(crate) fn error(&self, reason: String) -> ClientError {
         let (op, attempts, elapsed_ms) = (self.name, self.attempts, self.elapsed_ms());
         if self.unknown {
             ClientError::OutcomeUnknown { op, attempts, elapsed_ms, reason }
@@ -182,14 +223,14 @@ impl Op {
         }
     }
 
-    fn give_up(&self) -> ClientError {
+    pub(crate) fn give_up(&self) -> ClientError {
         let deadline_ms = (self.deadline - self.started).as_millis();
         self.error(format!("deadline of {deadline_ms} ms passed; last error: {}", self.last))
     }
 
     /// A store answered with a response of the wrong kind (a protocol bug). A write may have
     /// applied before the bogus answer was produced.
-    fn unexpected(&mut self, response: &RawResponse) -> ClientError {
+    pub(crate) fn unexpected(&mut self, response: &impl std::fmt::Debug) -> ClientError {
         self.unknown |= self.kind != Kind::Read;
         self.error(format!("unexpected response {response:?}"))
     }
@@ -197,7 +238,7 @@ impl Op {
     /// Pauses before the next retry: not at all after fresh routing information (up to
     /// [`FAST_RETRIES_MAX`] times in a row), else the current backoff with jitter in
     /// `[1/2, 1)`, which then doubles up to the maximum. Never past the deadline.
-    async fn pause(&mut self, fast: bool) {
+    pub(crate) async fn pause(&mut self, fast: bool) {
         if fast && self.fast_retries < FAST_RETRIES_MAX {
             self.fast_retries += 1;
             return;
@@ -496,16 +537,23 @@ impl RawClient {
     }
 
     fn op(&self, name: &'static str, kind: Kind, key: &[u8]) -> Op {
+        let retry_after_unknown = match kind {
+            Kind::Read => true,
+            Kind::Write => self.inner.config.retry_writes_after_unknown,
+            Kind::Cas => false,
+        };
+        self.op_with(name, kind, retry_after_unknown, key)
+    }
+
+    /// A new operation with an explicit retry policy after unknown outcomes (transactional
+    /// commands are idempotent and always retry).
+    pub(crate) fn op_with(&self, name: &'static str, kind: Kind, retry_after_unknown: bool, key: &[u8]) -> Op {
         let config = &self.inner.config;
         let started = Instant::now();
         Op {
             name,
             kind,
-            retry_after_unknown: match kind {
-                Kind::Read => true,
-                Kind::Write => config.retry_writes_after_unknown,
-                Kind::Cas => false,
-            },
+            retry_after_unknown,
             started,
             deadline: started + config.deadline,
             attempts: 0,
@@ -530,6 +578,27 @@ impl RawClient {
     where
         F: Fn(&Region) -> RawCommand,
     {
+        let (region, resp) = self.dispatch(op, target, make).await?;
+        match resp {
+            Ok(resp) => Ok((region, resp)),
+            Err(err) => Err(op.error(format!("unexpected key error: {err}"))),
+        }
+    }
+
+    /// [`RawClient::run`] for any command family: runs the command `make` builds for the
+    /// region of `target` until a store answers it (a key error is an answer: the command
+    /// did not apply), refreshing routing and backing off between attempts. Returns the
+    /// region it ran in.
+    pub(crate) async fn dispatch<C, F>(
+        &self,
+        op: &mut Op,
+        target: Target<'_>,
+        make: F,
+    ) -> Result<(Region, std::result::Result<C::Resp, KeyError>)>
+    where
+        C: Wire,
+        F: Fn(&Region) -> C,
+    {
         loop {
             if op.remaining() < ATTEMPT_TIME_MIN {
                 return Err(op.give_up());
@@ -545,7 +614,8 @@ impl RawClient {
             };
             let cmd = make(&cached.region);
             match self.attempt(op, &cached.region, peer, &addr, cmd).await {
-                Step::Done(resp) => return Ok((cached.region, resp)),
+                Step::Done(resp) => return Ok((cached.region, Ok(resp))),
+                Step::Key(err) => return Ok((cached.region, Err(err))),
                 Step::Retry { fast } => {
                     tracing::debug!(op = op.name, last = %op.last, "raw client: retrying");
                     op.pause(fast).await;
@@ -580,24 +650,29 @@ impl RawClient {
     }
 
     /// One RPC to a store, classified.
-    async fn attempt(&self, op: &mut Op, region: &Region, peer: Peer, addr: &str, cmd: RawCommand) -> Step {
+    async fn attempt<C: Wire>(&self, op: &mut Op, region: &Region, peer: Peer, addr: &str, cmd: C) -> Step<C::Resp> {
         let cache = &self.inner.cache;
         let ctx = Context { region_id: region.id, region_epoch: region.epoch, peer: Some(peer) };
         let timeout = self.inner.config.rpc_timeout.min(op.remaining());
         op.attempts += 1;
-        let result = self.store_client(addr).call(StoreRequest::Raw { ctx, cmd }, timeout).await;
+        let result = self.store_client(addr).call(cmd.request(ctx), timeout).await;
         match result {
-            Ok(Ok(StoreResponse::Raw(resp))) => Step::Done(resp),
-            Ok(Ok(other)) => {
-                op.unknown |= op.kind != Kind::Read;
-                Step::Stop(op.error(format!("{addr}: unexpected response {other:?}")))
-            }
+            Ok(Ok(resp)) => match C::response(resp) {
+                Ok(resp) => Step::Done(resp),
+                Err(other) => {
+                    op.unknown |= op.kind != Kind::Read;
+                    Step::Stop(op.error(format!("{addr}: unexpected response {other:?}")))
+                }
+            },
             Ok(Err(StoreError::Region(err))) => {
                 op.last = format!("{addr}: {err}");
                 self.on_region_error(op, region, peer, err)
             }
             Ok(Err(StoreError::Invalid(err))) => Step::Stop(op.invalid(err.0)),
-            Ok(Err(StoreError::Key(err))) => Step::Stop(op.error(format!("{addr}: unexpected key error: {err}"))),
+            Ok(Err(StoreError::Key(err))) => {
+                op.last = format!("{addr}: {err}");
+                Step::Key(err)
+            }
             Ok(Err(StoreError::Unavailable(reason))) => {
                 op.last = format!("{addr}: store unavailable: {reason}");
                 cache.switch_peer(region.id, peer);
@@ -621,7 +696,7 @@ impl RawClient {
     }
 
     /// An attempt that may have applied: stop unless this operation may retry after one.
-    fn unknown_attempt(&self, op: &mut Op, region: &Region, peer: Peer, reason: String) -> Step {
+    fn unknown_attempt<R>(&self, op: &mut Op, region: &Region, peer: Peer, reason: String) -> Step<R> {
         op.unknown = true;
         if !op.retry_after_unknown {
             return Step::Stop(op.error(reason));
@@ -633,7 +708,7 @@ impl RawClient {
     }
 
     /// Updates routing from a region error; every one of them means the command did not apply.
-    fn on_region_error(&self, op: &mut Op, region: &Region, peer: Peer, err: RegionError) -> Step {
+    fn on_region_error<R>(&self, op: &mut Op, region: &Region, peer: Peer, err: RegionError) -> Step<R> {
         let cache = &self.inner.cache;
         match err {
             RegionError::NotLeader { leader, .. } => {
@@ -666,7 +741,7 @@ fn expect_done(op: &mut Op, resp: RawResponse) -> Result<()> {
     }
 }
 
-fn check_key(key: &[u8]) -> Result<()> {
+pub(crate) fn check_key(key: &[u8]) -> Result<()> {
     if key.is_empty() {
         return Err(ClientError::Invalid("key is empty".into()));
     }
@@ -681,7 +756,7 @@ fn check_bound(key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> Result<()> {
+pub(crate) fn check_value(value: &[u8]) -> Result<()> {
     if value.len() > VALUE_SIZE_MAX_BYTES {
         return Err(ClientError::Invalid(format!(
             "value of {} bytes exceeds {VALUE_SIZE_MAX_BYTES} bytes",
@@ -691,7 +766,7 @@ fn check_value(value: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_range(start: &[u8], end: &[u8]) -> Result<()> {
+pub(crate) fn check_range(start: &[u8], end: &[u8]) -> Result<()> {
     check_bound(start)?;
     check_bound(end)?;
     if !end.is_empty() && start > end {
@@ -700,14 +775,14 @@ fn check_range(start: &[u8], end: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_limit(limit: u32) -> Result<()> {
+pub(crate) fn check_limit(limit: u32) -> Result<()> {
     if limit == 0 || limit as usize > SCAN_LIMIT_MAX {
         return Err(ClientError::Invalid(format!("scan limit {limit} is not in 1..={SCAN_LIMIT_MAX}")));
     }
     Ok(())
 }
 
-fn check_batch(len: usize) -> Result<()> {
+pub(crate) fn check_batch(len: usize) -> Result<()> {
     if len == 0 {
         return Err(ClientError::Invalid("batch is empty".into()));
     }
@@ -718,7 +793,7 @@ fn check_batch(len: usize) -> Result<()> {
 }
 
 /// The bounds of `region`'s range, for `BTreeMap::range` over keys.
-fn region_bounds(region: &Region) -> (Bound<&[u8]>, Bound<&[u8]>) {
+pub(crate) fn region_bounds(region: &Region) -> (Bound<&[u8]>, Bound<&[u8]>) {
     let end = if region.end_key.is_empty() { Unbounded } else { Excluded(region.end_key.as_slice()) };
     (Included(region.start_key.as_slice()), end)
 }
@@ -731,7 +806,7 @@ fn remove_in_region(keys: &mut BTreeSet<Vec<u8>>, region: &Region) {
 }
 
 /// The end of `[.., end)` clipped to `region` (empty: unbounded / the region's end).
-fn clip_end(region: &Region, end: &[u8]) -> Vec<u8> {
+pub(crate) fn clip_end(region: &Region, end: &[u8]) -> Vec<u8> {
     match (region.end_key.is_empty(), end.is_empty()) {
         (_, true) => region.end_key.clone(),
         (true, false) => end.to_vec(),
@@ -745,7 +820,7 @@ fn clip_start(region: &Region, start: &[u8]) -> Vec<u8> {
 }
 
 /// Where a forward walk of `[.., end)` continues after `region`, if it does.
-fn next_start(region: &Region, end: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn next_start(region: &Region, end: &[u8]) -> Option<Vec<u8>> {
     if region.end_key.is_empty() || (!end.is_empty() && region.end_key.as_slice() >= end) {
         None
     } else {

@@ -17,16 +17,19 @@ pub enum PlantedBug {
     ReadIgnoresLock,
     /// txn: async-commit / 1PC min_commit_ts ignores the node's max_ts (readers' start_ts).
     AsyncCommitNoMaxTs,
+    /// client: a 2PC commit commits the secondaries before the primary (the commit point).
+    SecondariesBeforePrimary,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::AckBeforeCommit,
         PlantedBug::SkipReadIndex,
         PlantedBug::PrewriteIgnoresLock,
         PlantedBug::ReadIgnoresLock,
         PlantedBug::AsyncCommitNoMaxTs,
+        PlantedBug::SecondariesBeforePrimary,
     ];
 
     /// The name `cargo sim -- run --planted-bug NAME` takes.
@@ -37,6 +40,7 @@ impl PlantedBug {
             PlantedBug::PrewriteIgnoresLock => "prewrite-ignores-lock",
             PlantedBug::ReadIgnoresLock => "read-ignores-lock",
             PlantedBug::AsyncCommitNoMaxTs => "async-commit-no-max-ts",
+            PlantedBug::SecondariesBeforePrimary => "secondaries-before-primary",
         }
     }
 

@@ -1,0 +1,179 @@
+//! The bank scenario: PD, three storage nodes and five client processes transferring money
+//! between a few accounts in transactions (2PC, async commit and 1PC mixed) and reading all
+//! accounts in snapshot transactions, under the run's nemeses. After healing every process
+//! must make progress in bounded time; the history is checked by jepsen-checker's bank
+//! checker (every snapshot read sums to the total, no negative balance). Transaction
+//! counters (committed, conflicts, lock resolutions, ...) go to the run summary's `stats`.
+
+use crate::cluster::Cluster;
+use crate::runner::{add_stat, CheckModel, RunConfig, ScenarioOutcome};
+use crate::scenario::register::start_cluster;
+use keel_client::{TransactionClient, TransactionStats};
+use keel_workloads::bank::{account_key, run_process, setup, BankConfig};
+use keel_workloads::register::Progress;
+use keel_workloads::History;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+/// Client processes.
+pub(crate) const PROCESSES: u64 = 5;
+/// After healing, every process must complete an operation within this much simulated time.
+const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What a transactional process gets: PD's address, the shared history and progress map,
+/// its id, a seed and the stop flag.
+pub(crate) struct ProcessArgs {
+    pub pd_addr: String,
+    pub history: History,
+    pub progress: Progress,
+    pub process: u64,
+    pub seed: u64,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs a transactional workload: `setup` once on a quiet cluster, then `process` on
+/// [`PROCESSES`] client nodes under the nemeses, then the liveness check. Returns the
+/// outcome with the history for `model` and reports the summed transaction counters.
+pub(crate) async fn run_txn_scenario<S, SF, P, PF>(
+    cfg: &RunConfig,
+    keys: Vec<Vec<u8>>,
+    model: CheckModel,
+    setup: S,
+    process: P,
+) -> ScenarioOutcome
+where
+    S: FnOnce(TransactionClient) -> SF + Send + 'static,
+    SF: Future<Output = Result<(), String>> + Send + 'static,
+    P: Fn(ProcessArgs) -> PF,
+    PF: Future<Output = TransactionStats> + Send + 'static,
+{
+    let mut cluster = Cluster::new();
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
+    cluster.set_workload_keys(keys);
+    cluster.add_client("setup");
+    let pd = pd_addr.clone();
+    let set_up = cluster
+        .spawn_on("setup", async move { setup(connect(pd).await).await })
+        .await
+        .unwrap_or_else(|e| Err(format!("setup task: {e:?}")));
+    if let Err(e) = set_up {
+        return ScenarioOutcome {
+            violation: Some(format!("setup failed on a healthy cluster: {e}")),
+            ..Default::default()
+        };
+    }
+
+    let history = History::new();
+    let progress = Progress::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..PROCESSES {
+        let name = format!("client-{p}");
+        cluster.add_client(&name);
+        let seed: u64 = madsim::rand::random();
+        let args = ProcessArgs {
+            pd_addr: pd_addr.clone(),
+            history: history.clone(),
+            progress: progress.clone(),
+            process: p,
+            seed,
+            stop: stop.clone(),
+        };
+        // Futures are lazy: the process connects once it runs on its client node.
+        tasks.push(cluster.spawn_on(&name, process(args)));
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
+    let mut targets = stores.clone();
+    targets.push("pd".into());
+    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
+    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
+
+    cluster.heal_all();
+    let healed_at = Instant::now();
+    let mut violation = None;
+    loop {
+        let stuck: Vec<u64> = {
+            let progress = progress.lock().unwrap();
+            (0..PROCESSES).filter(|p| progress.get(p).is_none_or(|t| *t <= healed_at)).collect()
+        };
+        if stuck.is_empty() {
+            break;
+        }
+        if healed_at.elapsed() > LIVENESS_DEADLINE {
+            violation =
+                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
+            break;
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = TransactionStats::default();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            total.committed += s.committed;
+            total.conflicts += s.conflicts;
+            total.unknown += s.unknown;
+            total.failed += s.failed;
+            total.locks_resolved += s.locks_resolved;
+            total.lock_waits += s.lock_waits;
+            total.one_pc += s.one_pc;
+            total.async_commits += s.async_commits;
+            total.fallbacks += s.fallbacks;
+            total.commit_ts_retries += s.commit_ts_retries;
+        }
+    }
+    for (name, value) in [
+        ("txn_committed", total.committed),
+        ("txn_conflicts", total.conflicts),
+        ("txn_unknown", total.unknown),
+        ("txn_failed", total.failed),
+        ("locks_resolved", total.locks_resolved),
+        ("lock_waits", total.lock_waits),
+        ("one_pc", total.one_pc),
+        ("async_commits", total.async_commits),
+        ("fallbacks", total.fallbacks),
+        ("commit_ts_retries", total.commit_ts_retries),
+    ] {
+        add_stat(name, value);
+    }
+    let (ok, fail, info) = history.outcomes();
+    keel_types::trace_event!("txn.final", "{ok} {fail} {info} {}", total.committed);
+    ScenarioOutcome { ops: ok + fail + info, regions: 0, violation, history: Some((history.to_jsonl(), model)) }
+}
+
+/// Connects a transactional client to PD at `pd_addr` (retrying until PD answers).
+pub(crate) async fn connect(pd_addr: String) -> TransactionClient {
+    loop {
+        match TransactionClient::connect(vec![pd_addr.clone()]).await {
+            Ok(client) => return client,
+            Err(_) => sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Runs the scenario.
+pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
+    let bank = BankConfig::default();
+    let keys = (0..bank.accounts).map(account_key).collect();
+    let setup_cfg = bank.clone();
+    run_txn_scenario(
+        cfg,
+        keys,
+        CheckModel::Bank { total: bank.total() },
+        move |client| async move { setup(&client, &setup_cfg, 50).await.map_err(|e| e.to_string()) },
+        move |a: ProcessArgs| {
+            let bank = bank.clone();
+            async move {
+                let client = connect(a.pd_addr).await;
+                run_process(client, a.history, a.progress, a.process, bank, a.seed, a.stop).await
+            }
+        },
+    )
+    .await
+}

@@ -2,11 +2,13 @@
 //! cluster and a control tool, all on real tokio networking and the fjall engine.
 
 mod bench;
+mod config;
 mod ctl;
 mod playground;
 mod process;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -30,9 +32,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a placement driver.
-    Pd(process::PdArgs),
+    Pd {
+        #[command(flatten)]
+        args: process::PdArgs,
+        #[command(flatten)]
+        file: config::ConfigFlags,
+    },
     /// Run a storage node.
-    Server(process::ServerArgs),
+    Server {
+        #[command(flatten)]
+        args: process::ServerArgs,
+        #[command(flatten)]
+        file: config::ConfigFlags,
+    },
     /// Run PD and N storage nodes on loopback (PD 127.0.0.1:2379, nodes from 127.0.0.1:20160).
     Playground(playground::PlaygroundArgs),
     /// Read and write a running cluster.
@@ -41,8 +53,72 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Applies `--config` of `keel pd` / `keel server` (flags given on the command line win).
+/// Returns an exit code when the run ends here (`--config-check`).
+fn apply_config(cli: &mut Cli, matches: &ArgMatches) -> Result<Option<ExitCode>, String> {
+    let Some((_, sub)) = matches.subcommand() else { return Ok(None) };
+    let log_level_from_cli =
+        [matches, sub].iter().any(|m| m.value_source("log_level") == Some(ValueSource::CommandLine));
+    let (path, check) = match &cli.command {
+        Command::Pd { file, .. } | Command::Server { file, .. } => match &file.config {
+            Some(path) => (path.clone(), file.config_check),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let log_level = match &mut cli.command {
+        Command::Pd { args, .. } => {
+            let loaded = config::load_pd(&path);
+            if check {
+                return Ok(Some(config_check_result(&path, loaded.map(drop))));
+            }
+            let file = loaded?;
+            let level = file.log_level.clone();
+            config::merge_pd(args, file, sub);
+            level
+        }
+        Command::Server { args, .. } => {
+            let loaded = config::load_server(&path);
+            if check {
+                return Ok(Some(config_check_result(&path, loaded.map(drop))));
+            }
+            let file = loaded?;
+            let level = file.log_level.clone();
+            config::merge_server(args, file, sub);
+            level
+        }
+        _ => None,
+    };
+    if let Some(level) = log_level.filter(|_| !log_level_from_cli) {
+        cli.log_level = level;
+    }
+    Ok(None)
+}
+
+fn config_check_result(path: &std::path::Path, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => {
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match apply_config(&mut cli, &matches) {
+        Ok(None) => {}
+        Ok(Some(code)) => return code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| {
         eprintln!("warning: bad --log-level {:?}; using info", cli.log_level);
         tracing_subscriber::EnvFilter::new("info")
@@ -57,8 +133,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Pd(args) => process::run_pd(args).await,
-            Command::Server(args) => process::run_server(args).await,
+            Command::Pd { args, .. } => process::run_pd(args).await,
+            Command::Server { args, .. } => process::run_server(args).await,
             Command::Playground(args) => playground::run(args).await,
             Command::Ctl(args) => ctl::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -28,8 +28,8 @@ pub struct PdArgs {
 /// Flags of `keel server`.
 #[derive(Args, Clone)]
 pub struct ServerArgs {
-    /// PD endpoints, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// PD endpoints, comma-separated (required here or as `pd-endpoints` in --config).
+    #[arg(long, value_delimiter = ',')]
     pub pd: Vec<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:20160")]
@@ -92,6 +92,9 @@ pub async fn start_pd(args: PdArgs) -> Result<(), String> {
 
 /// Starts a storage node and serves until its disk fails.
 pub async fn start_server(args: ServerArgs) -> Result<(), String> {
+    if args.pd.is_empty() {
+        return Err("no PD endpoints: give --pd or pd-endpoints in --config".into());
+    }
     let engine = open_engine(&args.data_dir)?;
     let mut config = NodeConfig::new(args.addr.clone(), args.pd.clone());
     config.advertise_addr = args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone());

@@ -21,6 +21,9 @@ pub struct StoreConfig {
     pub raft_log_gc_threshold: u64,
     /// ...keeping this many of the newest applied entries for slightly lagging followers.
     pub raft_log_keep_entries: u64,
+    /// A follower silent for this many ticks asks PD whether it is still a member (and
+    /// asks again every this many ticks).
+    pub stale_peer_check_ticks: u64,
     /// Ticks between a leader's split checks.
     pub split_check_ticks: u64,
     /// Split a region once its data exceeds this many bytes...
@@ -44,6 +47,7 @@ impl StoreConfig {
             pd_heartbeat_ticks: 20,
             raft_log_gc_threshold: 10_000,
             raft_log_keep_entries: 1_000,
+            stale_peer_check_ticks: 600,
             split_check_ticks: 100,
             region_split_size_bytes: 256 * 1024 * 1024,
             region_split_keys: 2_560_000,
@@ -57,6 +61,7 @@ impl StoreConfig {
         StoreConfig {
             raft_log_gc_threshold: 64,
             raft_log_keep_entries: 8,
+            stale_peer_check_ticks: 50,
             split_check_ticks: 10,
             region_split_size_bytes: 16 * 1024,
             region_split_keys: 100,

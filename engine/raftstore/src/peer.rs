@@ -63,6 +63,9 @@ pub struct Peer {
     pub was_leader: bool,
     peer_cache: BTreeMap<u64, PeerMeta>,
     last_heard: BTreeMap<u64, u64>,
+    last_message_tick: u64,
+    /// The region's size as last measured by the split check (reported in heartbeats).
+    pub stats: keel_storage::RangeStats,
 }
 
 impl Peer {
@@ -107,6 +110,8 @@ impl Peer {
             was_leader: false,
             peer_cache: BTreeMap::new(),
             last_heard: BTreeMap::new(),
+            last_message_tick: 0,
+            stats: keel_storage::RangeStats::default(),
         })
     }
 
@@ -121,6 +126,13 @@ impl Peer {
     pub fn remember_peer(&mut self, peer: PeerMeta) {
         self.peer_cache.insert(peer.id, peer);
         self.last_heard.insert(peer.id, self.ticks);
+        self.last_message_tick = self.ticks;
+    }
+
+    /// Ticks since this replica last heard from any other peer of its region. A follower
+    /// that hears nothing for long may have been removed while it was cut off.
+    pub fn silent_ticks(&self) -> u64 {
+        self.ticks.saturating_sub(self.last_message_tick)
     }
 
     /// Peers the leader has not heard from for more than `down_after_ticks`, with the ticks

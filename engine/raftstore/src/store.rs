@@ -42,6 +42,10 @@ pub trait PdReporter: Send + Sync + 'static {
     /// This store's replica just became `region`'s leader (the transaction layer must then
     /// sync its max_ts from PD before accepting async-commit prewrites).
     fn became_leader(&self, region: &Region);
+    /// This store's replica `peer` of `region` has heard from no other peer for a long time:
+    /// it may have been removed while cut off. Ask PD, and if PD's newer region no longer
+    /// lists the peer, destroy it with [`StoreHandle::destroy_stale_peer`].
+    fn check_stale_peer(&self, region: &Region, peer: keel_types::Peer);
 }
 
 /// A region's state as the store loop reports it (for heartbeats, status pages and tests).
@@ -65,6 +69,7 @@ enum StoreMsg {
     Read { ctx: Context, reply: ReadReply },
     CreateRegion { region: Region, reply: oneshot::Sender<Result<bool, String>> },
     Operator { region_id: RegionId, op: Operator },
+    DestroyStale { region_id: RegionId, peer_id: u64, conf_ver: u64 },
     Status { reply: oneshot::Sender<Vec<RegionStatus>> },
 }
 
@@ -119,6 +124,12 @@ impl StoreHandle {
     /// Starts one scheduling step from PD on the region's leader here (ignored elsewhere).
     pub async fn operator(&self, region_id: RegionId, op: Operator) {
         let _ = self.tx.send(StoreMsg::Operator { region_id, op }).await;
+    }
+
+    /// Destroys this store's replica `peer_id` of `region_id` if its membership version is
+    /// older than `conf_ver` (PD's region has moved on without it).
+    pub async fn destroy_stale_peer(&self, region_id: RegionId, peer_id: u64, conf_ver: u64) {
+        let _ = self.tx.send(StoreMsg::DestroyStale { region_id, peer_id, conf_ver }).await;
     }
 
     /// Every region on this store.
@@ -250,6 +261,17 @@ impl Store {
                 let _ = reply.send(self.create_region(region));
             }
             StoreMsg::Operator { region_id, op } => self.on_operator(region_id, op),
+            StoreMsg::DestroyStale { region_id, peer_id, conf_ver } => {
+                let stale = self
+                    .peers
+                    .get(&region_id)
+                    .is_some_and(|p| p.meta.id == peer_id && !p.is_leader() && p.region().epoch.conf_ver < conf_ver);
+                if stale {
+                    if let Err(e) = self.destroy_peers(&[region_id]) {
+                        tracing::error!(%e, "destroying a stale peer failed");
+                    }
+                }
+            }
             StoreMsg::Status { reply } => {
                 let status = self
                     .peers
@@ -377,11 +399,21 @@ impl Store {
             peer.ticks += 1;
             peer.expire_reads(self.cfg.election_ticks as u64 * 2);
             if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
-                self.pd.region_heartbeat(heartbeat(peer, &*self.engine, &self.cfg));
+                self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
+            }
+            if !peer.is_leader()
+                && peer.is_initialized()
+                && peer.silent_ticks() > self.cfg.stale_peer_check_ticks
+                && peer.ticks % self.cfg.stale_peer_check_ticks == 0
+            {
+                self.pd.check_stale_peer(peer.region(), peer.meta);
             }
             if peer.is_leader() && peer.ticks % self.cfg.split_check_ticks == 0 {
+                // Measuring scans the region: done here, at the split check's pace, and the
+                // result reused by heartbeats.
+                let stats = region_stats(&*self.engine, peer.region())?;
+                peer.stats = stats;
                 let region = peer.region();
-                let stats = region_stats(&*self.engine, region)?;
                 if stats.bytes > self.cfg.region_split_size_bytes || stats.keys > self.cfg.region_split_keys {
                     if let Some(key) = middle_key(&*self.engine, region)? {
                         trace::record("split.ask", &region.id.to_be_bytes());
@@ -504,15 +536,7 @@ impl Store {
             }
         }
         if !effects.destroyed.is_empty() {
-            let mut batch = WriteBatch::new();
-            for region_id in &effects.destroyed {
-                if let Some(mut peer) = self.peers.remove(region_id) {
-                    peer.fail_pending(RegionError::RegionNotFound { region_id: *region_id });
-                    peer.raw.mut_store().destroy(&mut batch);
-                    trace::record("store.destroy", &region_id.to_be_bytes());
-                }
-            }
-            self.write(batch, true)?;
+            self.destroy_peers(&effects.destroyed)?;
         }
         for peer in self.peers.values_mut() {
             peer.serve_ready_reads();
@@ -521,10 +545,23 @@ impl Store {
         for region_id in new_leaders {
             if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
                 self.pd.became_leader(peer.region());
-                self.pd.region_heartbeat(heartbeat(peer, &*self.engine, &self.cfg));
+                self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
         }
         Ok(())
+    }
+
+    /// Removes replicas from this store: data, log and state go; a tombstone stays.
+    fn destroy_peers(&mut self, regions: &[RegionId]) -> Result<(), String> {
+        let mut batch = WriteBatch::new();
+        for region_id in regions {
+            if let Some(mut peer) = self.peers.remove(region_id) {
+                peer.fail_pending(RegionError::RegionNotFound { region_id: *region_id });
+                peer.raw.mut_store().destroy(&mut batch);
+                trace::record("store.destroy", &region_id.to_be_bytes());
+            }
+        }
+        self.write(batch, true)
     }
 
     fn send(&self, outbox: Vec<(RegionId, Vec<Message>)>) {
@@ -555,8 +592,8 @@ impl Store {
 /// Entries a follower may lag the commit index before PD counts it as pending.
 const PENDING_LAG_MAX: u64 = 64;
 
-fn heartbeat(peer: &Peer, engine: &dyn Engine, cfg: &StoreConfig) -> RegionHeartbeat {
-    let stats = region_stats(engine, peer.region()).unwrap_or_default();
+fn heartbeat(peer: &Peer, cfg: &StoreConfig) -> RegionHeartbeat {
+    let stats = peer.stats;
     let tick_ms = cfg.tick_interval.as_millis().max(1) as u64;
     RegionHeartbeat {
         region: peer.region().clone(),

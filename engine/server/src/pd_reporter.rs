@@ -7,7 +7,7 @@ use keel_client::PdClient;
 use keel_raftstore::{PdReporter, StoreHandle};
 use keel_txn::ConcurrencyManager;
 use keel_types::proto::pd::RegionHeartbeat;
-use keel_types::{Region, RegionId};
+use keel_types::{Peer, Region, RegionId};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
@@ -95,6 +95,18 @@ impl PdReporter for PdForwarder {
                         tracing::debug!(%err, "max_ts sync: pd not reachable");
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     }
+                }
+            }
+        });
+    }
+
+    fn check_stale_peer(&self, region: &Region, peer: Peer) {
+        let Some(store) = self.store.get().cloned() else { return };
+        let (pd, region_id, conf_ver) = (self.pd.clone(), region.id, region.epoch.conf_ver);
+        tokio::spawn(async move {
+            if let Ok(Some(info)) = pd.get_region_by_id(region_id).await {
+                if info.region.epoch.conf_ver > conf_ver && info.region.peer(peer.id).is_none() {
+                    store.destroy_stale_peer(region_id, peer.id, info.region.epoch.conf_ver).await;
                 }
             }
         });

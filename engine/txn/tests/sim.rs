@@ -26,6 +26,7 @@ impl PdReporter for NoPd {
     fn report_split(&self, _left: Region, _right: Region) {}
     fn ask_split(&self, _region: Region, _split_key: Vec<u8>) {}
     fn became_leader(&self, _region: &Region) {}
+    fn check_stale_peer(&self, _region: &Region, _peer: keel_types::Peer) {}
 }
 
 fn region() -> Region {

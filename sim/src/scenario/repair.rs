@@ -189,6 +189,7 @@ async fn check_converged(
         let min = if per_store.len() < live { 0 } else { per_store.iter().copied().min().unwrap_or(0) };
         per_store.iter().copied().max().unwrap_or(0) - min
     };
+    let mut last_change = String::new();
     loop {
         let before = observe(cluster, pd).await;
         if spread(&before) <= BALANCE_SPREAD_MAX {
@@ -198,10 +199,17 @@ async fn check_converged(
             if shape(&before) == shape(&after) {
                 return None;
             }
+            let old: BTreeMap<u64, String> = before.iter().map(|r| (r.region.id, describe(r))).collect();
+            last_change = after
+                .iter()
+                .filter(|r| old.get(&r.region.id) != Some(&describe(r)))
+                .map(|r| format!("{} (was {})", describe(r), old.get(&r.region.id).map_or("absent", |s| s.as_str())))
+                .collect::<Vec<_>>()
+                .join("; ");
         }
         if start.elapsed() > REPAIR_DEADLINE {
             return Some(format!(
-                "balance: region counts per live store never settled within {BALANCE_SPREAD_MAX} (spread {})",
+                "balance: region counts per live store never settled within {BALANCE_SPREAD_MAX} (spread {}); still changing: {last_change}",
                 spread(&before)
             ));
         }

@@ -71,6 +71,16 @@ pub const CASES: &[NegativeCase] = &[
         duration_s: 30,
         note: "a commit timestamp below a reader's start_ts breaks snapshot isolation",
     },
+    NegativeCase {
+        bug: PlantedBug::SecondariesBeforePrimary,
+        workload: "bank",
+        nemesis: &["kill", "partition", "loss"],
+        first_seed: 1,
+        budget: 10,
+        duration_s: 30,
+        note: "secondaries committed before the primary: a reader that pushed the primary's \
+               min_commit_ts sees half a transfer, or a rolled-back primary leaves it half done",
+    },
 ];
 
 /// The run of `case` at `seed`.

@@ -8,7 +8,7 @@
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, CheckModel, RunConfig, ScenarioOutcome};
 use crate::scenario::register::start_cluster;
-use keel_client::{TransactionClient, TransactionStats};
+use keel_client::{PdClient, TransactionClient, TransactionStats};
 use keel_workloads::bank::{account_key, run_process, setup, BankConfig};
 use keel_workloads::register::Progress;
 use keel_workloads::History;
@@ -142,9 +142,16 @@ where
     ] {
         add_stat(name, value);
     }
+    let pd = pd_addr.clone();
+    let regions = cluster
+        .spawn_on("setup", async move {
+            PdClient::new(vec![pd]).scan_regions(b"", b"", 0).await.map_or(0, |r| r.len() as u64)
+        })
+        .await
+        .unwrap_or(0);
     let (ok, fail, info) = history.outcomes();
     keel_types::trace_event!("txn.final", "{ok} {fail} {info} {}", total.committed);
-    ScenarioOutcome { ops: ok + fail + info, regions: 0, violation, history: Some((history.to_jsonl(), model)) }
+    ScenarioOutcome { ops: ok + fail + info, regions, violation, history: Some((history.to_jsonl(), model)) }
 }
 
 /// Connects a transactional client to PD at `pd_addr` (retrying until PD answers).

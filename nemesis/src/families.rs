@@ -57,6 +57,9 @@ pub struct Fault {
     /// majorities ring): it runs only while no other fault impairs a store, and blocks those
     /// until it ends.
     pub exclusive: bool,
+    /// A second stage: after `undo`, the fault stays active this much longer, then runs these
+    /// actions (e.g. a paused leader resumes but hears from the other stores only later).
+    pub tail: Option<(Duration, Vec<Action>)>,
 }
 
 /// A named fault family.
@@ -75,7 +78,7 @@ pub trait Family {
 pub const FAMILIES: &[(&str, &str)] = &[
     ("kill", "kill -9 a store or PD (disk keeps a torn tail of unsynced writes), restart it later"),
     ("pd-restart", "kill and restart PD"),
-    ("pause", "freeze a store or PD (a long GC pause), then resume it"),
+    ("pause", "freeze a store, a region's leader or PD (a long GC pause), then resume it"),
     ("partition", "random halves, isolating one node, or a one-way cut"),
     ("isolate-leader", "cut off the store that leads a region (asks PD who leads)"),
     ("isolate-pd", "cut PD off from everyone"),
@@ -86,7 +89,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("latency", "network-wide latency spike"),
     ("skew", "a node's clock runs ahead or behind, or jumps"),
     ("disk-fail", "a store's next sync fails: its store loop stops; the nemesis restarts it"),
-    ("corrupt", "flip a bit in a value on a store's disk (checksums must catch it), then restart it"),
+    ("corrupt", "flip a bit in a value on a store's disk (checksums must catch it), then restart it; not in the swarm pool: a corrupt raft log entry panics raft-rs"),
     ("split", "split storm: split regions at random workload keys"),
     ("transfer-leader", "leader-transfer storm"),
     ("membership", "membership churn: add and remove replicas"),
@@ -186,6 +189,7 @@ impl Family for Kill {
                 hold: hold(&mut self.rng, 200, 5_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -199,16 +203,43 @@ impl Family for Pause {
     fn name(&self) -> &'static str {
         "pause"
     }
-    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
+            // Half the time the leader of a region: when it wakes up it still believes it
+            // leads (its clock did not tick), while a new leader has taken writes meanwhile.
+            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.5) {
+                let keys = target.keys();
+                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
+                target.region_leader(&key).await.filter(|l| !view.busy.contains(l))
+            } else {
+                None
+            };
+            if let Some(leader) = leader {
+                // The paused leader also hears nothing from the other stores until a while
+                // after it wakes up: for that while it still believes it leads, and clients
+                // whose requests queued up during the pause reach it — the stale-leader window
+                // ReadIndex exists to close.
+                let stores: Vec<String> = view.stores.iter().filter(|s| **s != leader).cloned().collect();
+                let links: Vec<(String, String)> = stores.iter().map(|s| (s.clone(), leader.clone())).collect();
+                return Some(Fault {
+                    label: format!("pause/leader {leader}"),
+                    apply: vec![Action::Cut(links.clone()), Action::Pause(leader.clone())],
+                    undo: vec![Action::Resume(leader.clone())],
+                    hold: ms(&mut self.rng, 1_000, 3_000),
+                    resources: vec![format!("proc:{leader}")],
+                    exclusive: false,
+                    tail: Some((ms(&mut self.rng, 200, 1_500), vec![Action::Uncut(links)])),
+                });
+            }
             let node = pick(&mut self.rng, &view.free(view.servers()))?;
             Some(Fault {
-                label: format!("pause/{node}"),
+                label: format!("pause/node {node}"),
                 apply: vec![Action::Pause(node.clone())],
                 undo: vec![Action::Resume(node.clone())],
                 hold: hold(&mut self.rng, 100, 4_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -410,6 +441,7 @@ impl Family for Loss {
                 hold: hold(&mut self.rng, 500, 5_000),
                 resources: vec!["net:loss".into()],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -438,6 +470,7 @@ impl Family for Latency {
                 hold: hold(&mut self.rng, 500, 5_000),
                 resources: vec!["net:latency".into()],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -468,6 +501,7 @@ impl Family for Skew {
                 hold: hold(rng, 1_000, 10_000),
                 resources: vec![format!("clock:{node}")],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -497,6 +531,7 @@ impl Family for DiskFail {
                 hold: hold(&mut self.rng, 500, 3_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
+                tail: None,
             })
         })
     }
@@ -524,6 +559,7 @@ impl Family for Corrupt {
                 hold: hold(&mut self.rng, 1_000, 5_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
+                tail: None,
             })
         })
     }

@@ -81,6 +81,7 @@ struct Active {
     /// Stores this fault impairs by itself (process faults).
     proc_stores: Vec<String>,
     cuts: Vec<(String, String)>,
+    tail: Option<(Duration, Vec<Action>)>,
 }
 
 /// The smallest set of stores that covers every store–store link in `cuts` (the other stores
@@ -123,7 +124,7 @@ pub async fn run(target: &mut dyn Target, cfg: &NemesisConfig, until: Instant) -
         pd: target.pd(),
         clients: target.clients(),
         busy: vec![],
-        max_impaired: stores.len().saturating_sub(1) / 2,
+        max_impaired: target.replicas().min(stores.len()).saturating_sub(1) / 2,
     };
     let mut active: Vec<Active> = Vec::new();
     let mut clogged: BTreeMap<(String, String), u32> = BTreeMap::new();
@@ -142,9 +143,17 @@ pub async fn run(target: &mut dyn Target, cfg: &NemesisConfig, until: Instant) -
         while let Some(i) =
             active.iter().enumerate().filter(|(_, a)| a.ends <= now).min_by_key(|(_, a)| a.ends).map(|(i, _)| i)
         {
-            let done = active.remove(i);
+            let mut done = active.remove(i);
             trace_event!("nemesis.end", "{}", done.label);
             apply_all(target, &done.undo, &mut clogged).await;
+            if let Some((linger, tail)) = done.tail.take() {
+                // Second stage: the process is back, the rest lingers.
+                done.ends = now + linger;
+                done.undo = tail;
+                done.proc_stores.clear();
+                done.resources.retain(|r| !r.starts_with("proc:"));
+                active.push(done);
+            }
         }
         if now < next_inject {
             continue;
@@ -195,6 +204,7 @@ pub async fn run(target: &mut dyn Target, cfg: &NemesisConfig, until: Instant) -
             resources: fault.resources,
             exclusive: fault.exclusive,
             label: fault.label,
+            tail: fault.tail,
         });
     }
     // Undo whatever is still active, oldest first.
@@ -202,6 +212,9 @@ pub async fn run(target: &mut dyn Target, cfg: &NemesisConfig, until: Instant) -
         let _ = done.family;
         trace_event!("nemesis.end", "{}", done.label);
         apply_all(target, &done.undo, &mut clogged).await;
+        if let Some((_, tail)) = done.tail {
+            apply_all(target, &tail, &mut clogged).await;
+        }
     }
     report
 }
@@ -338,6 +351,7 @@ mod tests {
             exclusive: false,
             proc_stores: names(proc_stores),
             cuts,
+            tail: None,
         }
     }
 
@@ -360,6 +374,7 @@ mod tests {
     }
 
     /// A scripted target that records what the schedule did to it.
+    #[cfg(not(madsim))]
     #[derive(Default)]
     struct Recorder {
         log: Vec<String>,
@@ -368,6 +383,7 @@ mod tests {
         max_down: usize,
     }
 
+    #[cfg(not(madsim))]
     impl Target for Recorder {
         fn stores(&self) -> Vec<String> {
             names(&["s1", "s2", "s3"])
@@ -410,6 +426,7 @@ mod tests {
         }
     }
 
+    #[cfg(not(madsim))]
     fn run_schedule(seed: u64, families: &[&str]) -> (Recorder, Report) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
         rt.block_on(async {

@@ -39,6 +39,10 @@ pub enum Capability {
 pub trait Target {
     /// Storage nodes (each holds a replica of every region).
     fn stores(&self) -> Vec<String>;
+    /// Replicas per region (the fault budget is a minority of these); all stores by default.
+    fn replicas(&self) -> usize {
+        self.stores().len()
+    }
     /// The placement driver's node, if the cluster has one.
     fn pd(&self) -> Option<String>;
     /// Client nodes (may be put on either side of a partition).

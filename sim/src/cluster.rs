@@ -63,6 +63,8 @@ pub struct Roles {
     pub clients: Vec<String>,
     /// Keys the workload uses (leader lookups, split points).
     pub keys: Vec<Vec<u8>>,
+    /// Replicas per region (0: every store holds every region).
+    pub replicas: usize,
 }
 
 impl Default for Cluster {
@@ -119,6 +121,11 @@ impl Cluster {
         self.roles.stores = stores.to_vec();
         self.roles.pd = pd.map(String::from);
         self.roles.pd_addr = pd_addr.map(String::from);
+    }
+
+    /// Tells the nemesis how many replicas each region has (when fewer than the stores).
+    pub fn set_replicas(&mut self, replicas: usize) {
+        self.roles.replicas = replicas;
     }
 
     /// Tells the nemesis which keys the workload uses.

@@ -51,9 +51,10 @@ pub fn take_report() -> Report {
     REPORT.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
 
-/// Runs faults from `families` until `until`. `targets` names the nodes that may be hurt:
-/// when the scenario has not named its servers ([`Cluster::set_servers`]), `pd` is PD,
-/// `store-*` are replicas, and any other node is treated as a single non-replicated server.
+/// Runs faults from `families` until `until`. `targets` names the servers that may be hurt
+/// (clients may still land on either side of a partition): when the scenario has not named
+/// its servers ([`Cluster::set_servers`]), `pd` is PD, `store-*` are replicas, and any other
+/// node is treated as a single non-replicated server.
 /// The nemesis seed comes from `rng`.
 pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String], until: Instant, rng: &mut ChaCha8Rng) {
     if cluster.roles().stores.is_empty() && cluster.roles().pd.is_none() {
@@ -64,7 +65,7 @@ pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String],
     }
     let cfg =
         NemesisConfig { mean_gap: OPTIONS.with(|o| o.borrow().mean_gap), ..NemesisConfig::new(rng.gen(), families) };
-    let report = keel_nemesis::run(&mut SimTarget { cluster }, &cfg, until).await;
+    let report = keel_nemesis::run(&mut SimTarget { cluster, targets: targets.to_vec() }, &cfg, until).await;
     REPORT.with(|r| {
         let mut r = r.borrow_mut();
         for (family, n) in report.fired {
@@ -83,6 +84,8 @@ pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String],
 
 struct SimTarget<'a> {
     cluster: &'a mut Cluster,
+    /// The only servers the scenario lets the nemesis hurt.
+    targets: Vec<String>,
 }
 
 impl SimTarget<'_> {
@@ -114,11 +117,18 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
 
 impl Target for SimTarget<'_> {
     fn stores(&self) -> Vec<String> {
-        self.cluster.roles().stores.clone()
+        self.cluster.roles().stores.iter().filter(|s| self.targets.contains(s)).cloned().collect()
+    }
+
+    fn replicas(&self) -> usize {
+        match self.cluster.roles().replicas {
+            0 => self.stores().len(),
+            n => n,
+        }
     }
 
     fn pd(&self) -> Option<String> {
-        self.cluster.roles().pd.clone()
+        self.cluster.roles().pd.clone().filter(|p| self.targets.contains(p))
     }
 
     fn clients(&self) -> Vec<String> {

@@ -10,6 +10,9 @@
 //! from the run's seed, and a madsim runtime drives a whole run from one thread, so a seed
 //! replays exactly.
 //!
+//! Debugging aid: `KEEL_BUGGIFY_ONLY=SUBSTRING` in the environment keeps only the sites whose
+//! `file:line` contains it (to find which site a failing seed needs).
+//!
 //! A site's effect must only ever change timing — never correctness: whatever it does must
 //! be something the real world could do too (a lost packet, a slow disk, a stall).
 

@@ -58,6 +58,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (
         names.push(name);
     }
     cluster.set_servers(&names, Some("pd"), Some(&pd_addr));
+    cluster.set_replicas(replicas);
     (pd_addr, names)
 }
 

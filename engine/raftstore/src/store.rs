@@ -185,12 +185,17 @@ impl Store {
     pub async fn run(mut self) -> Result<(), String> {
         let mut ticker = tokio::time::interval(self.cfg.tick_interval);
         loop {
+            // `biased`: tokio's select! otherwise picks among ready branches with an RNG
+            // madsim does not control (BUGGIFY's skipped rounds made that visible as a
+            // nondeterministic trace). The tick comes first: it is ready once per interval,
+            // so it can never starve the inbox, and a busy inbox can never starve it.
             tokio::select! {
+                biased;
+                _ = ticker.tick() => self.tick()?,
                 msg = self.rx.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => return Ok(()),
                 },
-                _ = ticker.tick() => self.tick()?,
             }
             for _ in 0..self.cfg.round_msgs_max {
                 match self.rx.try_recv() {

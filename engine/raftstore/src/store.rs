@@ -569,7 +569,31 @@ impl Store {
         self.write(batch, true)
     }
 
-    fn send(&self, outbox: Vec<(RegionId, Vec<Message>)>) {
+    /// Sends the round's messages, then tells raft each snapshot it sent is finished.
+    ///
+    /// The transport is best effort: a snapshot message can be lost (a dropped batch, a
+    /// connection cut by a crash). raft-rs keeps a follower in the Snapshot state, sending it
+    /// nothing, until the application reports the snapshot's fate — so a lost snapshot left
+    /// the follower behind forever (replicas diverged under kill/partition/loss, register
+    /// seeds 19, 117, 132, 143, 179, 186). Reporting it finished moves the follower to Probe:
+    /// if the snapshot did arrive, the next append matches; if it was lost, the probe is
+    /// rejected, the log is truncated below it, and raft sends a new snapshot.
+    fn send(&mut self, outbox: Vec<(RegionId, Vec<Message>)>) {
+        let snapshots: Vec<(RegionId, u64)> = outbox
+            .iter()
+            .flat_map(|(region_id, msgs)| {
+                msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(move |m| (*region_id, m.to))
+            })
+            .collect();
+        self.send_messages(outbox);
+        for (region_id, to) in snapshots {
+            if let Some(peer) = self.peers.get_mut(&region_id) {
+                peer.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+            }
+        }
+    }
+
+    fn send_messages(&self, outbox: Vec<(RegionId, Vec<Message>)>) {
         let mut by_store: BTreeMap<StoreId, Vec<RaftEnvelope>> = BTreeMap::new();
         for (region_id, msgs) in outbox {
             let Some(peer) = self.peers.get(&region_id) else { continue };

@@ -48,7 +48,9 @@ pub async fn serve_pd(pd: SharedPd, listener: TcpListener) -> Result<(), Error> 
             }
         }
     };
+    // `biased`: an unbiased select! draws from an RNG madsim does not control.
     tokio::select! {
+        biased;
         () = keel_rpc::serve(listener, handler) => unreachable!("serve never returns"),
         () = stopped.notified() => {}
     }

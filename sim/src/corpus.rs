@@ -80,7 +80,15 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// The keys a corpus entry may have; anything else is a mistake (a misspelt key would
+/// otherwise silently replay the default).
+const KNOWN_KEYS: [&str; 9] =
+    ["seed", "workload", "nemesis", "duration", "stores", "buggify", "fault_gap_ms", "planted_bug", "note"];
+
 fn entry(i: usize, kv: &[(String, String)]) -> Result<CorpusSeed, String> {
+    if let Some((bad, _)) = kv.iter().find(|(k, _)| !KNOWN_KEYS.contains(&k.as_str())) {
+        return Err(format!("entry {}: unknown key {bad:?}; known: {}", i + 1, KNOWN_KEYS.join(", ")));
+    }
     let get = |k: &str| kv.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let string = |k: &str| -> Result<Option<String>, String> {
         match get(k) {
@@ -145,5 +153,7 @@ workload = "counter"
         assert_eq!(seeds[1].duration, 30);
         assert!(parse("seed = 1").is_err());
         assert!(parse("[[seed]]\nworkload = \"x\"").is_err());
+        let misspelt = parse("[[seed]]\nseed = 1\nworkload = \"register\"\nfault_gap = 4000");
+        assert!(misspelt.is_err_and(|e| e.contains("fault_gap")));
     }
 }

@@ -8,17 +8,16 @@
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, CheckModel, RunConfig, ScenarioOutcome};
 use crate::scenario::register::start_cluster;
+use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, TransactionClient, TransactionStats};
 use keel_workloads::bank::{account_key, run_process, setup, BankConfig};
 use keel_workloads::register::Progress;
 use keel_workloads::History;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 
 /// Client processes.
 pub(crate) const PROCESSES: u64 = 5;
@@ -88,30 +87,9 @@ where
         tasks.push(cluster.spawn_on(&name, process(args)));
     }
 
-    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
-    let mut targets = stores.clone();
-    targets.push("pd".into());
-    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
-    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
-
-    cluster.heal_all();
-    let healed_at = Instant::now();
-    let mut violation = None;
-    loop {
-        let stuck: Vec<u64> = {
-            let progress = progress.lock().unwrap();
-            (0..PROCESSES).filter(|p| progress.get(p).is_none_or(|t| *t <= healed_at)).collect()
-        };
-        if stuck.is_empty() {
-            break;
-        }
-        if healed_at.elapsed() > LIVENESS_DEADLINE {
-            violation =
-                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
-            break;
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
+    let violation =
+        await_progress(PROCESSES, healed_at, LIVENESS_DEADLINE, |p| progress.lock().unwrap().get(&p).copied()).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = TransactionStats::default();
     for task in tasks {

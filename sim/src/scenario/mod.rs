@@ -7,7 +7,12 @@ pub mod register;
 mod repair;
 mod scan;
 
+use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
 
 /// Workloads `cargo sim -- run --workload W` accepts.
 pub const WORKLOADS: &[&str] = &["counter", "register", "scan", "repair", "bank", "list-append"];
@@ -25,5 +30,38 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         "list-append" => list_append::run(cfg).await,
         "repair" => repair::run(cfg).await,
         other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
+    }
+}
+
+/// The safety phase of a cluster scenario: the run's nemeses against the stores and PD for
+/// `cfg.duration_s` simulated seconds, then everything healed. Returns when it healed.
+pub(crate) async fn faults_then_heal(cluster: &mut Cluster, stores: &[String], cfg: &RunConfig) -> Instant {
+    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
+    let mut targets = stores.to_vec();
+    targets.push("pd".into());
+    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
+    crate::faults::run(cluster, &targets, &cfg.nemesis, until, &mut rng).await;
+    cluster.heal_all();
+    Instant::now()
+}
+
+/// The liveness check after healing: waits until every process `0..processes` has succeeded
+/// after `healed_at` (`last_success(p)` says when it last did), or names the ones that did not
+/// within `deadline`.
+pub(crate) async fn await_progress(
+    processes: u64,
+    healed_at: Instant,
+    deadline: Duration,
+    last_success: impl Fn(u64) -> Option<Instant>,
+) -> Option<String> {
+    loop {
+        let stuck: Vec<u64> = (0..processes).filter(|p| last_success(*p).is_none_or(|t| t <= healed_at)).collect();
+        if stuck.is_empty() {
+            return None;
+        }
+        if healed_at.elapsed() > deadline {
+            return Some(format!("liveness: processes {stuck:?} made no progress within {deadline:?} of healing"));
+        }
+        sleep(Duration::from_millis(200)).await;
     }
 }

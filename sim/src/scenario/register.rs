@@ -6,14 +6,13 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
+use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::RawClient;
 use keel_pd::PdConfig;
 use keel_server::{run_node, NodeConfig};
 use keel_storage::{CfName, Engine};
 use keel_workloads::register::{run_process, Progress, RegisterConfig};
 use keel_workloads::History;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,32 +81,9 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         }));
     }
 
-    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
-    let mut targets = stores.clone();
-    targets.push("pd".into());
-    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
-    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
-
-    cluster.heal_all();
-    let healed_at = Instant::now();
-    let mut violation = None;
-    loop {
-        let done = {
-            let progress = progress.lock().unwrap();
-            (0..PROCESSES).all(|p| progress.get(&p).is_some_and(|t| *t > healed_at))
-        };
-        if done {
-            break;
-        }
-        if healed_at.elapsed() > LIVENESS_DEADLINE {
-            let progress = progress.lock().unwrap();
-            let stuck: Vec<u64> = (0..PROCESSES).filter(|p| progress.get(p).is_none_or(|t| *t <= healed_at)).collect();
-            violation =
-                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
-            break;
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
+    let mut violation =
+        await_progress(PROCESSES, healed_at, LIVENESS_DEADLINE, |p| progress.lock().unwrap().get(&p).copied()).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;

@@ -7,14 +7,13 @@
 use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
 use crate::scenario::register::start_cluster;
+use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};
 use keel_workloads::set::{check_scan, run_process, scan_all, SharedSet};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 
 const PROCESSES: u64 = 5;
 const STORES: usize = 3;
@@ -37,30 +36,10 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
             run_process(client, state, p, seed, stop).await;
         }));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
-    let mut targets = stores.clone();
-    targets.push("pd".into());
-    let until = Instant::now() + Duration::from_secs(cfg.duration_s);
-    crate::faults::run(&mut cluster, &targets, &cfg.nemesis, until, &mut rng).await;
-
-    cluster.heal_all();
-    let healed_at = Instant::now();
-    let mut violation = None;
-    loop {
-        let stuck: Vec<u64> = {
-            let s = state.lock().unwrap();
-            (0..PROCESSES).filter(|p| s.progress.get(p).is_none_or(|t| *t <= healed_at)).collect()
-        };
-        if stuck.is_empty() {
-            break;
-        }
-        if healed_at.elapsed() > LIVENESS_DEADLINE {
-            violation =
-                Some(format!("liveness: processes {stuck:?} made no progress within {LIVENESS_DEADLINE:?} of healing"));
-            break;
-        }
-        sleep(Duration::from_millis(200)).await;
-    }
+    let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
+    let mut violation =
+        await_progress(PROCESSES, healed_at, LIVENESS_DEADLINE, |p| state.lock().unwrap().progress.get(&p).copied())
+            .await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;

@@ -10,7 +10,7 @@
 
 use keel_rpc::{RpcClient, RpcError};
 use keel_types::proto::pd::{
-    Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreStats,
+    ManualOperator, Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreStats,
 };
 use keel_types::{PeerId, Region, RegionId, StoreId, Timestamp};
 use std::collections::VecDeque;
@@ -328,6 +328,13 @@ impl PdClient {
             PdResponse::GcSafePoint(ts) => Ok(ts),
             other => Err(unexpected("UpdateGcSafePoint", other)),
         }
+    }
+
+    /// Asks PD to run a manual operator on a region (transfer its leader; add, remove or
+    /// move a replica). PD refuses one that cannot apply or a region with an operator in
+    /// flight; acceptance means the steps will go out, not that they are done.
+    pub async fn add_operator(&self, region_id: RegionId, op: ManualOperator) -> Result<(), PdClientError> {
+        expect_ok("AddOperator", self.inner.call(PdRequest::AddOperator { region_id, op }).await?)
     }
 
     /// `count` fresh timestamps in one round trip (not batched with other callers).

@@ -4,12 +4,13 @@
 use crate::ids::{AllocOutcome, IdAllocator};
 use crate::meta;
 use crate::region_tree::{RegionEntry, RegionTree};
-use crate::scheduler::{Cluster, OperatorCounters, OperatorKind, Scheduler};
+use crate::scheduler::{manual_plan, Cluster, OperatorCounters, OperatorKind, Scheduler};
 use crate::tso::{Tso, TsoFailure};
 use crate::{Error, PdConfig, ID_ALLOC_COUNT_MAX, MAX_REPLICAS_MAX, TSO_COUNT_MAX};
 use keel_storage::{Engine, WriteBatch};
 use keel_types::proto::pd::{
-    Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreState, StoreStats,
+    ManualOperator, Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreState,
+    StoreStats,
 };
 use keel_types::{trace_event, Clock, Peer, PeerRole, Region, RegionEpoch, RegionId, StoreId, Timestamp};
 use std::collections::BTreeMap;
@@ -298,6 +299,7 @@ impl Pd {
                 Ok(PdResponse::SplitIds { new_region_id: first, new_peer_ids: (first + 1..=first + n).collect() })
             }
             PdRequest::ReportSplit { left, right } => self.report_split(left, right),
+            PdRequest::AddOperator { region_id, op } => self.add_operator(region_id, &op),
         }
     }
 
@@ -433,10 +435,6 @@ impl Pd {
     /// Advances the region's operator or asks the checkers for one, after a heartbeat from
     /// `reporter` has been applied; at most one step comes back.
     fn schedule(&mut self, id: RegionId, reporter: Option<Peer>, term: u64) -> Result<Option<Operator>, PdError> {
-        let s = &self.config.schedule;
-        if !(s.replica_checker || s.balance_leader || s.balance_region) {
-            return Ok(None);
-        }
         let now_ms = self.clock.now_ms();
         self.scheduler.expire(now_ms);
         let Some(entry) = self.regions.get(id) else { return Ok(None) };
@@ -450,7 +448,8 @@ impl Pd {
         if let Some(step) = self.scheduler.advance(&cluster, entry) {
             return Ok(Some(step));
         }
-        if self.scheduler.busy(id) {
+        let s = &self.config.schedule;
+        if self.scheduler.busy(id) || !(s.replica_checker || s.balance_leader || s.balance_region) {
             return Ok(None);
         }
         let Some(plan) = self.scheduler.plan(&cluster, entry) else { return Ok(None) };
@@ -462,6 +461,27 @@ impl Pd {
         let entry = self.regions.get(id).expect("region still known");
         self.scheduler.start(&cluster, entry, plan, new_peer);
         Ok(self.scheduler.advance(&cluster, entry))
+    }
+
+    /// Starts a manual operator on a region; its steps go out with the leader's next
+    /// heartbeats like any other operator's.
+    fn add_operator(&mut self, id: RegionId, op: &ManualOperator) -> PdResult {
+        let now_ms = self.clock.now_ms();
+        self.scheduler.expire(now_ms);
+        let Some(entry) = self.regions.get(id) else {
+            return Err(PdError::Invalid(format!("region {id} is unknown")));
+        };
+        if let Some(kind) = self.scheduler.kind_of(id) {
+            return Err(PdError::Invalid(format!("region {id} already has a {kind:?} operator in flight")));
+        }
+        let plan = manual_plan(&cluster!(self, now_ms), entry, op).map_err(PdError::Invalid)?;
+        let new_peer = match plan.add_on {
+            Some(_) => Some(self.alloc_ids(1)?),
+            None => None,
+        };
+        let entry = self.regions.get(id).expect("region still known");
+        self.scheduler.start(&cluster!(self, now_ms), entry, plan, new_peer);
+        Ok(PdResponse::Ok)
     }
 
     fn region_heartbeat(&mut self, hb: RegionHeartbeat) -> PdResult {

@@ -5,7 +5,9 @@
 
 use keel_pd::{OperatorKind, Pd, PdConfig, ScheduleConfig};
 use keel_storage::SimEngine;
-use keel_types::proto::pd::{Operator, PdError, PdRequest, PdResponse, RegionHeartbeat, Store, StoreState, StoreStats};
+use keel_types::proto::pd::{
+    ManualOperator, Operator, PdError, PdRequest, PdResponse, RegionHeartbeat, Store, StoreState, StoreStats,
+};
 use keel_types::{Clock, Peer, PeerRole, Region, RegionEpoch, StoreId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -698,4 +700,48 @@ fn schedulers_are_deterministic() {
         m.regions.values().map(|r| (r.region.clone(), r.leader, r.applied.clone())).collect::<Vec<_>>()
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn manual_operators_transfer_move_and_remove_then_the_replica_checker_repairs() {
+    let mut m = Model::new(replica_only(), &["", "", "", ""]);
+    let [s1, s2, s3, s4] = m.store_ids()[..] else { panic!() };
+    let id = *m.regions.keys().next().unwrap();
+    let leader_store = |m: &Model| {
+        let r = &m.regions[&id];
+        r.region.peer(r.leader).unwrap().store_id
+    };
+    m.run_until_quiet(3, 20);
+    let add = |m: &mut Model, op: ManualOperator| m.pd.handle(PdRequest::AddOperator { region_id: id, op });
+
+    // Refused: unknown region, no peer there, already a peer there, a second operator.
+    assert!(matches!(
+        m.pd.handle(PdRequest::AddOperator { region_id: 999, op: ManualOperator::AddPeer { store: s4 } }),
+        Err(PdError::Invalid(_))
+    ));
+    assert!(matches!(add(&mut m, ManualOperator::TransferLeader { to_store: s4 }), Err(PdError::Invalid(_))));
+    assert!(matches!(add(&mut m, ManualOperator::AddPeer { store: s1 }), Err(PdError::Invalid(_))));
+
+    // Transfer the leadership to another voter.
+    let to = if leader_store(&m) == s2 { s3 } else { s2 };
+    assert_eq!(add(&mut m, ManualOperator::TransferLeader { to_store: to }), Ok(PdResponse::Ok));
+    assert!(matches!(add(&mut m, ManualOperator::RemovePeer { store: s1 }), Err(PdError::Invalid(_))));
+    m.run_until_quiet(3, 20);
+    assert_eq!(leader_store(&m), to);
+
+    // Move the leader's replica to the fourth store: learner, promote, transfer, remove.
+    assert_eq!(add(&mut m, ManualOperator::MovePeer { from_store: to, to_store: s4 }), Ok(PdResponse::Ok));
+    m.run_until_quiet(3, 30);
+    assert!(m.voter_stores(id).contains(&s4));
+    assert!(!m.voter_stores(id).contains(&to));
+    m.assert_healthy(3);
+
+    // Remove a healthy voter below max_replicas: allowed when asked for; the replica
+    // checker then adds one back on the only store without a replica.
+    assert_eq!(add(&mut m, ManualOperator::RemovePeer { store: s4 }), Ok(PdResponse::Ok));
+    m.run_until_quiet(3, 30);
+    m.assert_healthy(3);
+    assert!(m.voter_stores(id).contains(&to), "the replica checker re-added on the free store");
+    assert_eq!(m.pd.operator_counters(OperatorKind::Manual).finished, 3);
+    assert_eq!(m.pd.operator_counters(OperatorKind::AddReplica).finished, 1);
 }

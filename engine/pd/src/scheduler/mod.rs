@@ -14,6 +14,7 @@
 
 mod balance_leader;
 mod balance_region;
+mod manual;
 mod operator;
 mod placement;
 mod replica_checker;
@@ -22,6 +23,7 @@ use crate::region_tree::{RegionEntry, RegionTree};
 use crate::{PdConfig, StoreStatus};
 use keel_types::proto::pd::{Operator, Store, StoreState};
 use keel_types::{trace_event, Peer, PeerId, PeerRole, RegionId, StoreId};
+pub(crate) use manual::plan as manual_plan;
 use operator::{Advance, InFlight, Step};
 use std::collections::BTreeMap;
 
@@ -43,11 +45,13 @@ pub enum OperatorKind {
     BalanceLeader,
     /// Move a replica from a store with many regions to one with few.
     BalanceRegion,
+    /// Asked for by a person or tool ([`keel_types::proto::pd::ManualOperator`]).
+    Manual,
 }
 
 impl OperatorKind {
     /// Every kind, in order.
-    pub const ALL: [OperatorKind; 7] = [
+    pub const ALL: [OperatorKind; 8] = [
         OperatorKind::AddReplica,
         OperatorKind::ReplaceDownPeer,
         OperatorKind::ReplaceOfflinePeer,
@@ -55,6 +59,7 @@ impl OperatorKind {
         OperatorKind::RemoveOrphanLearner,
         OperatorKind::BalanceLeader,
         OperatorKind::BalanceRegion,
+        OperatorKind::Manual,
     ];
 
     /// Which limit group the kind counts against.

@@ -6,14 +6,15 @@
 //! - `Promote(p)`: done when `p` is a voter; sent only once `p` is a learner that the
 //!   leader reports neither pending (catching up) nor unreachable.
 //! - `Remove(p)`: done when `p.id` is gone. While `p` leads, the step sends a leader
-//!   transfer to another healthy voter instead.
+//!   transfer to another healthy voter instead. Never the last voter; a healthy voter only
+//!   if the region keeps `max_replicas` voters (manual operators may go below).
 //! - `TransferLeader { to }`: done when the region's leader is on `to`'s store.
 //!
 //! An undone step is sent again on every leader heartbeat until it is observed done (a
 //! lost answer costs one heartbeat), so the raftstore must treat a repeated step as a
 //! no-op while the change it asked for is in progress.
 
-use super::Cluster;
+use super::{Cluster, OperatorKind};
 use crate::region_tree::RegionEntry;
 use keel_types::proto::pd::Operator;
 use keel_types::{Peer, PeerRole, StoreId};
@@ -49,7 +50,7 @@ enum StepState {
 
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    pub kind: super::OperatorKind,
+    pub kind: OperatorKind,
     pub steps: Vec<Step>,
     /// Index of the first step not yet observed done.
     pub next: usize,
@@ -60,7 +61,7 @@ impl InFlight {
     /// Skips every step the region shows done and reports what the first undone one needs.
     pub fn advance(&mut self, cluster: &Cluster<'_>, entry: &RegionEntry) -> Advance {
         while let Some(step) = self.steps.get(self.next) {
-            match step_state(step, cluster, entry) {
+            match step_state(self.kind, step, cluster, entry) {
                 StepState::Done => self.next += 1,
                 StepState::Emit(op) => return Advance::Emit(op),
                 StepState::Wait => return Advance::Wait,
@@ -71,7 +72,7 @@ impl InFlight {
     }
 }
 
-fn step_state(step: &Step, cluster: &Cluster<'_>, entry: &RegionEntry) -> StepState {
+fn step_state(kind: OperatorKind, step: &Step, cluster: &Cluster<'_>, entry: &RegionEntry) -> StepState {
     let region = &entry.region;
     match *step {
         Step::AddLearner(p) => {
@@ -101,9 +102,13 @@ fn step_state(step: &Step, cluster: &Cluster<'_>, entry: &RegionEntry) -> StepSt
         Step::Remove(p) => {
             let Some(now) = region.peer(p.id) else { return StepState::Done };
             let voters: Vec<&Peer> = region.peers.iter().filter(|q| q.role == PeerRole::Voter).collect();
+            if now.role == PeerRole::Voter && voters.len() <= 1 {
+                return StepState::Cancel("the peer to remove is the last voter");
+            }
             if now.role == PeerRole::Voter && !cluster.peer_down(entry, now) && !cluster.store_offline(now.store_id) {
-                // Removing a healthy voter must not leave the region short of healthy voters.
-                if voters.len() <= cluster.config.max_replicas {
+                // Removing a healthy voter must not leave the region short of healthy voters
+                // (unless a person asked for exactly that; the replica checker re-adds one).
+                if kind != OperatorKind::Manual && voters.len() <= cluster.config.max_replicas {
                     return StepState::Cancel("removing a healthy voter would leave too few voters");
                 }
                 if voters.iter().any(|q| q.id != p.id && cluster.peer_down(entry, q)) {

@@ -88,6 +88,36 @@ pub enum Operator {
     },
 }
 
+/// An operator a person or tool asks PD to run on one region (as with TiKV's
+/// `pd-ctl operator add`): PD runs it with the same step machinery as its own checkers'
+/// operators, so a manual move is as safe as a scheduled one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManualOperator {
+    /// Hand the region's leadership to its voter on this store.
+    TransferLeader {
+        /// Store of the voter that should lead.
+        to_store: StoreId,
+    },
+    /// Add a replica on a store that has none (a learner, caught up, then promoted).
+    AddPeer {
+        /// Store to add the replica on.
+        store: StoreId,
+    },
+    /// Remove the region's replica on a store (the leader's is transferred away first).
+    /// The region may drop below `max_replicas`; the replica checker then adds one back.
+    RemovePeer {
+        /// Store whose replica goes.
+        store: StoreId,
+    },
+    /// Move a replica: add one on `to_store`, promote it, then remove the one on `from_store`.
+    MovePeer {
+        /// Store whose replica goes.
+        from_store: StoreId,
+        /// Store that gains one.
+        to_store: StoreId,
+    },
+}
+
 /// A call to PD.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PdRequest {
@@ -146,6 +176,14 @@ pub enum PdRequest {
         left: Region,
         /// Right half.
         right: Region,
+    },
+    /// Run a manual operator on a region. Refused while the region has another operator
+    /// in flight, or when the operator cannot apply to the region as PD knows it.
+    AddOperator {
+        /// The region.
+        region_id: RegionId,
+        /// What to do to it.
+        op: ManualOperator,
     },
 }
 

@@ -23,13 +23,19 @@
 //! simulator) and `tokio::time`; there is no randomness, no thread and no `HashMap`
 //! iteration, so the simulator replays it exactly.
 //!
-//! Layering: this crate depends on `keel-types`, `keel-storage` and `keel-rpc` only. It
+//! In the production build the same port also answers TiKV's `pdpb.PD` gRPC service (an
+//! adapter onto the same request path), so official TiKV clients connect to keel's PD.
+//!
+//! Layering: this crate depends on `keel-types`, `keel-storage` and `keel-rpc` only (plus
+//! `keel-kvproto`'s generated messages in the production build). It
 //! must never depend on raftstore, txn, server or client crates: stores and clients talk
 //! to it through the wire protocol in `keel_types::proto::pd`.
 #![deny(missing_docs)]
 
 mod config;
 mod error;
+#[cfg(not(madsim))]
+mod grpc;
 mod ids;
 mod meta;
 mod pd;

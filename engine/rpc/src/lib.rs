@@ -11,9 +11,13 @@
 
 mod client;
 mod codec;
+#[cfg(not(madsim))]
+mod mux;
 mod server;
 
 pub use client::{RpcClient, RpcError};
+#[cfg(not(madsim))]
+pub use mux::serve_mux;
 pub use server::{serve, serve_connection};
 
 /// A message that can travel in an RPC envelope.

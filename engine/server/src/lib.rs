@@ -2,11 +2,16 @@
 //! raft traffic between stores over keel-rpc, and serves clients' RawKV commands by turning
 //! them into raft proposals (writes) or ReadIndex reads.
 //!
+//! In the production build the node's port also answers TiKV's `tikvpb.Tikv` gRPC service
+//! (an adapter onto the same request path), so official TiKV clients use keel unmodified.
+//!
 //! Layering: wires `keel-rpc`, `keel-raftstore` and `keel-storage` together and uses
 //! `keel-client`'s PD client. Nothing below it may depend on it; the simulator and the
 //! `keel` binary start nodes through [`run_node`].
 #![deny(missing_docs)]
 
+#[cfg(not(madsim))]
+mod grpc;
 mod node;
 mod pd_reporter;
 mod raw;

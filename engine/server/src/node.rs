@@ -99,9 +99,17 @@ pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock)
     let store_task = tokio::spawn(store.run());
 
     let (svc_store, svc_pd) = (handle.clone(), pd.clone());
-    tokio::spawn(keel_rpc::serve(listener, move |req| {
-        service::handle(svc_store.clone(), svc_pd.clone(), txn.clone(), clock.clone(), req)
-    }));
+    #[cfg(not(madsim))]
+    let grpc = crate::grpc::service(handle.clone(), pd.clone(), txn.clone(), clock.clone());
+    let native = move |req| service::handle(svc_store.clone(), svc_pd.clone(), txn.clone(), clock.clone(), req);
+    #[cfg(not(madsim))]
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(keel_kvproto::GRPC_CONNECTIONS_QUEUED_MAX);
+        tokio::spawn(keel_kvproto::serve_grpc(rx, grpc));
+        tokio::spawn(keel_rpc::serve_mux(listener, native, tx));
+    }
+    #[cfg(madsim)]
+    tokio::spawn(keel_rpc::serve(listener, native));
     tokio::spawn(bootstrap(handle.clone(), pd.clone()));
     tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval));
     tracing::info!(store_id = ident.store_id, addr = %config.advertise_addr, "store: serving");

@@ -109,7 +109,7 @@ pub(super) async fn batch_scan(svc: &TikvGrpc, req: RawBatchScanRequest) -> Resu
     }
     for range in req.ranges {
         let cmd = scan_command(range.start_key, range.end_key, req.each_limit, req.reverse, req.key_only);
-        match scan_pairs(svc, req.context.clone(), &req.cf, cmd).await {
+        match scan_pairs(svc, req.context, &req.cf, cmd).await {
             Ok(pairs) => kvs.extend(pairs),
             Err(e) => return Ok(RawBatchScanResponse { region_error: region_error_or_status(e, false)?, kvs: vec![] }),
         }

@@ -240,7 +240,7 @@ pub(super) async fn resolve_lock(svc: &TikvGrpc, req: ResolveLockRequest) -> Res
     };
     for (start_ts, commit_ts, keys) in txns {
         let cmd = TxnCommand::ResolveLock { start_ts: Timestamp(start_ts), commit_ts: Timestamp(commit_ts), keys };
-        let resp: ResolveLockResponse = run(svc, req.context.clone(), cmd, |resp| match resp {
+        let resp: ResolveLockResponse = run(svc, req.context, cmd, |resp| match resp {
             TxnResponse::Done => Ok(ResolveLockResponse::default()),
             other => Err(other),
         })
@@ -289,7 +289,7 @@ pub(super) async fn gc(svc: &TikvGrpc, req: GcRequest) -> GcResponse {
     loop {
         let cmd = TxnCommand::Gc { safe_point: Timestamp(req.safe_point) };
         let mut more = false;
-        let resp: GcResponse = run(svc, req.context.clone(), cmd, |resp| match resp {
+        let resp: GcResponse = run(svc, req.context, cmd, |resp| match resp {
             TxnResponse::Gc { more: m, .. } => {
                 more = m;
                 Ok(GcResponse::default())

@@ -13,7 +13,7 @@ use keel_types::proto::txn::{Mutation, MutationOp, TxnCommand, TxnResponse};
 use keel_types::{Clock, Timestamp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tikv_client::{RawClient, TransactionClient};
+use tikv_client::{CheckLevel, RawClient, TimestampExt, TransactionClient, TransactionOptions};
 use tokio::net::TcpListener;
 
 const NODES: usize = 3;
@@ -253,6 +253,57 @@ async fn transactions_conflicts_and_lock_resolution() {
     let mut reader = client.begin_optimistic().await.expect("begin");
     assert_eq!(reader.get(key(350)).await.expect("read a half-committed txn"), Some(b"orphan".to_vec()));
     reader.rollback().await.expect("rollback");
+
+    // Async commit (keys in two regions) and 1PC (keys in one). Either may meet
+    // `server_is_busy` right after a leader change, which tikv-client does not retry.
+    let async_commit = TransactionOptions::new_optimistic().use_async_commit();
+    let one_pc = TransactionOptions::new_optimistic().try_one_pc();
+    for (options, keys) in [(async_commit, [key(40), key(380)]), (one_pc, [key(41), key(42)])] {
+        commit_with_retries(&client, options, keys.iter().map(|k| (k.clone(), b"fast".to_vec())).collect()).await;
+        let mut check = client.begin_optimistic().await.expect("begin");
+        for k in keys {
+            assert_eq!(check.get(k).await.expect("get"), Some(b"fast".to_vec()));
+        }
+        check.rollback().await.expect("rollback");
+    }
+
+    // GC resolves every lock at or below the safe point (here an orphan prewrite) and moves
+    // PD's safe point.
+    let start_ts = cluster.pd.get_ts().await.expect("ts");
+    let cmd = prewrite(vec![put(key(30))], key(30), start_ts);
+    assert!(
+        matches!(cluster.native_txn(&key(30), cmd).await, TxnResponse::Prewrite { ref errors, .. } if errors.is_empty())
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let safe_point = client.current_timestamp().await.expect("tso");
+    assert!(client.gc(safe_point.clone()).await.expect("gc"));
+    let scan_locks = TxnCommand::ScanLock { max_ts: Timestamp::MAX, start_key: key(30), end_key: key(31), limit: 10 };
+    assert_eq!(cluster.native_txn(&key(30), scan_locks).await, TxnResponse::Locks(vec![]));
+    assert_eq!(cluster.pd.get_gc_safe_point().await.expect("safe point"), Timestamp(safe_point.version()));
+
+    // Pessimistic transactions are refused with a clear error.
+    let pessimistic = TransactionOptions::new_pessimistic().drop_check(CheckLevel::None);
+    let mut txn = client.begin_with_options(pessimistic).await.expect("begin");
+    let err = txn.put(key(1), b"p".to_vec()).await.expect_err("pessimistic lock must be refused");
+    assert!(format!("{err:?}").contains("pessimistic transactions are not supported"), "{err:?}");
+}
+
+/// Commits `pairs` in one transaction with `options`, retrying what tikv-client does not.
+async fn commit_with_retries(client: &TransactionClient, options: TransactionOptions, pairs: Vec<(Vec<u8>, Vec<u8>)>) {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let mut txn = client.begin_with_options(options.clone()).await.expect("begin");
+        for (k, v) in pairs.clone() {
+            txn.put(k, v).await.expect("put");
+        }
+        match txn.commit().await {
+            Ok(_) => return,
+            Err(e) => last_err = Some(e),
+        }
+        let _ = txn.rollback().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{options:?} never committed: {last_err:?}");
 }
 
 fn prewrite(mutations: Vec<Mutation>, primary: Vec<u8>, start_ts: Timestamp) -> TxnCommand {

@@ -21,6 +21,11 @@ pub(crate) struct PdCaller {
 }
 
 impl PdCaller {
+    /// A caller of `pd`.
+    pub(crate) fn new(pd: SharedPd) -> PdCaller {
+        PdCaller { pd, stopped: Arc::new(Notify::new()) }
+    }
+
     /// Answers one request.
     pub(crate) fn call(&self, req: PdRequest) -> PdResult {
         let (result, failed) = {
@@ -52,7 +57,7 @@ pub async fn run_pd(
 /// Serves an opened PD on `listener` (`PdRequest` in, `PdResult` out; in the production build
 /// also gRPC `pdpb.PD`) until a storage failure stops it.
 pub async fn serve_pd(pd: SharedPd, listener: TcpListener) -> Result<(), Error> {
-    let caller = PdCaller { pd: pd.clone(), stopped: Arc::new(Notify::new()) };
+    let caller = PdCaller::new(pd.clone());
     let stopped = caller.stopped.clone();
     let native = {
         let caller = caller.clone();

@@ -98,7 +98,7 @@ impl PdGrpc {
         Ok(self.scan(vec![], current.region.start_key, 0)?.pop())
     }
 
-    fn tso(&self, req: TsoRequest) -> TsoResponse {
+    fn tso_response(&self, req: TsoRequest) -> TsoResponse {
         let answer = match self.caller.call(PdRequest::Tso { count: req.count }) {
             Ok(PdResponse::Tso { ts, count }) => Ok((ts, count)),
             Ok(other) => Err(unexpected(other)),
@@ -146,7 +146,7 @@ impl Pd for PdGrpc {
     /// One response per request, in order: `.then` runs them one at a time.
     async fn tso(&self, req: Request<Streaming<TsoRequest>>) -> Result<Response<TsoResponses>, Status> {
         let adapter = PdGrpc { caller: self.caller.clone(), cluster_id: self.cluster_id };
-        let responses = req.into_inner().map(move |req| req.map(|req| adapter.tso(req)));
+        let responses = req.into_inner().map(move |req| req.map(|req| adapter.tso_response(req)));
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -269,3 +269,6 @@ impl Pd for PdGrpc {
         Ok(Response::new(resp))
     }
 }
+
+#[cfg(test)]
+mod tests;

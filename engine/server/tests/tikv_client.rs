@@ -13,7 +13,7 @@ use keel_types::proto::txn::{Mutation, MutationOp, TxnCommand, TxnResponse};
 use keel_types::{Clock, Timestamp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tikv_client::{CheckLevel, RawClient, TimestampExt, TransactionClient, TransactionOptions};
+use tikv_client::{CheckLevel, ColumnFamily, RawClient, TimestampExt, TransactionClient, TransactionOptions};
 use tokio::net::TcpListener;
 
 const NODES: usize = 3;
@@ -186,6 +186,10 @@ async fn raw_client_across_splitting_regions() {
     let err = client.put_with_ttl(b"ttl".to_vec(), b"v".to_vec(), 10).await.expect_err("ttl put must fail");
     assert!(format!("{err:?}").contains("TTL is not supported"), "{err:?}");
     assert_eq!(client.get_key_ttl_secs(key(3)).await.expect("ttl"), Some(0));
+
+    // Column families other than `default` are refused by name.
+    let err = client.with_cf(ColumnFamily::Write).get(key(3)).await.expect_err("cf write must fail");
+    assert!(format!("{err:?}").contains("column family"), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -286,6 +290,10 @@ async fn transactions_conflicts_and_lock_resolution() {
     let mut txn = client.begin_with_options(pessimistic).await.expect("begin");
     let err = txn.put(key(1), b"p".to_vec()).await.expect_err("pessimistic lock must be refused");
     assert!(format!("{err:?}").contains("pessimistic transactions are not supported"), "{err:?}");
+
+    // An RPC keel does not serve (UnsafeDestroyRange) answers gRPC Unimplemented.
+    let err = client.unsafe_destroy_range(key(0)..key(1)).await.expect_err("unsafe_destroy_range must fail");
+    assert!(format!("{err:?}").contains("Unimplemented"), "{err:?}");
 }
 
 /// Commits `pairs` in one transaction with `options`, retrying what tikv-client does not.

@@ -90,9 +90,9 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("skew", "a node's clock runs ahead or behind, or jumps"),
     ("disk-fail", "a store's next sync fails: its store loop stops; the nemesis restarts it"),
     ("corrupt", "flip a bit in a value on a store's disk (checksums must catch it), then restart it; not in the swarm pool: a corrupt raft log entry panics raft-rs"),
-    ("split", "split storm: split regions at random workload keys"),
-    ("transfer-leader", "leader-transfer storm"),
-    ("membership", "membership churn: add and remove replicas"),
+    ("split", "split storm: split regions at workload keys and at random points between them"),
+    ("transfer", "leader-transfer storm: PD moves the leadership of random regions to another voter"),
+    ("membership", "membership churn: PD removes, adds or moves a replica of a random region"),
 ];
 
 /// Builds the family `name` with its own RNG stream.
@@ -113,8 +113,8 @@ pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
         "disk-fail" => Box::new(DiskFail { rng }),
         "corrupt" => Box::new(Corrupt { rng }),
         "split" => Box::new(Split { rng }),
-        "transfer-leader" => Box::new(Unsupported { name: "transfer-leader", cap: Capability::TransferLeader }),
-        "membership" => Box::new(Unsupported { name: "membership", cap: Capability::Membership }),
+        "transfer" => Box::new(RegionOps { rng, name: "transfer", cap: Capability::TransferLeader }),
+        "membership" => Box::new(RegionOps { rng, name: "membership", cap: Capability::Membership }),
         _ => return None,
     };
     Some(f)
@@ -579,9 +579,18 @@ impl Family for Split {
     fn plan<'a>(&'a mut self, _view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
             let keys = target.keys();
-            let burst = self.rng.gen_range(1..=3);
-            let apply: Vec<Action> =
-                (0..burst).filter_map(|_| keys.choose(&mut self.rng).cloned().map(Action::Split)).collect();
+            let burst = self.rng.gen_range(3..=12);
+            let mut apply = Vec::new();
+            for _ in 0..burst {
+                let Some(key) = keys.choose(&mut self.rng) else { break };
+                let mut key = key.clone();
+                // Half the splits land between workload keys, so a workload over a few keys
+                // still ends up with many regions (and some with no keys at all).
+                if self.rng.gen_bool(0.5) {
+                    key.push(self.rng.gen());
+                }
+                apply.push(Action::Split(key));
+            }
             if apply.is_empty() {
                 return None;
             }
@@ -590,28 +599,39 @@ impl Family for Split {
     }
 }
 
-/// A family the engine cannot support yet: always skipped (and reported as such) unless a
-/// target claims the capability.
-struct Unsupported {
+/// Region-level churn through PD: leader transfers, or replicas removed, added and moved
+/// (PD's replica checker then restores the replica count). A burst touches a few regions;
+/// each action's seed picks the target voter or store.
+struct RegionOps {
+    rng: ChaCha8Rng,
     name: &'static str,
     cap: Capability,
 }
 
-impl Family for Unsupported {
+impl Family for RegionOps {
     fn name(&self) -> &'static str {
         self.name
     }
     fn needs(&self) -> Option<Capability> {
         Some(self.cap)
     }
-    fn plan<'a>(&'a mut self, _view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
-        let key = b"".to_vec();
+    fn plan<'a>(&'a mut self, _view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
-            (self.cap == Capability::TransferLeader).then(|| Fault {
-                label: "transfer-leader".into(),
-                apply: vec![Action::TransferLeader(key)],
-                ..Fault::default()
-            })
+            let keys = target.keys();
+            let burst = self.rng.gen_range(1..=3);
+            let mut apply = Vec::new();
+            for _ in 0..burst {
+                let Some(key) = keys.choose(&mut self.rng).cloned() else { break };
+                let seed = self.rng.gen();
+                apply.push(match self.cap {
+                    Capability::TransferLeader => Action::TransferLeader(key, seed),
+                    _ => Action::ChangeMembership(key, seed),
+                });
+            }
+            if apply.is_empty() {
+                return None;
+            }
+            Some(Fault { label: format!("{} x{}", self.name, apply.len()), apply, ..Fault::default() })
         })
     }
 }

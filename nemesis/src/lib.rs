@@ -311,9 +311,13 @@ async fn apply_all(target: &mut dyn Target, actions: &[Action], clogged: &mut BT
                 let result = target.split_region(key.clone()).await;
                 trace_event!("nemesis.split", "{key:?} {result:?}");
             }
-            Action::TransferLeader(key) => {
-                let result = target.transfer_leader(key.clone()).await;
+            Action::TransferLeader(key, seed) => {
+                let result = target.transfer_leader(key.clone(), *seed).await;
                 trace_event!("nemesis.transfer_leader", "{key:?} {result:?}");
+            }
+            Action::ChangeMembership(key, seed) => {
+                let result = target.change_membership(key.clone(), *seed).await;
+                trace_event!("nemesis.membership", "{key:?} {result:?}");
             }
         }
     }
@@ -451,7 +455,8 @@ mod tests {
             "bridge",
             "ring",
             "split",
-            "transfer-leader",
+            "transfer",
+            "membership",
         ];
         let (a, report) = run_schedule(7, &all);
         let (b, _) = run_schedule(7, &all);
@@ -460,7 +465,7 @@ mod tests {
         assert!(a.max_down <= 1, "two stores down at once");
         assert!(a.down.is_empty() && a.clogs.is_empty(), "faults left active: {:?} {:?}", a.down, a.clogs);
         assert!(report.fired.len() >= 6, "{report:?}");
-        assert_eq!(report.unsupported, names(&["split", "transfer-leader"]));
+        assert_eq!(report.unsupported, names(&["split", "transfer", "membership"]));
         // Families draw from their own streams: adding one leaves another's choices alone.
         assert!(report.fired.values().sum::<u64>() > 30, "{report:?}");
     }

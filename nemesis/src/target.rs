@@ -20,7 +20,7 @@ pub enum Capability {
     Split,
     /// Hand a region's leadership to another replica ([`Target::transfer_leader`]).
     TransferLeader,
-    /// Add and remove replicas (membership churn).
+    /// Add, remove and move replicas ([`Target::change_membership`]).
     Membership,
     /// Make a node's next disk sync fail ([`Target::fail_next_sync`]).
     FailSync,
@@ -92,10 +92,15 @@ pub trait Target {
         let _ = key;
         Box::pin(async { Err("split is not supported".to_string()) })
     }
-    /// Moves the leadership of `key`'s region to another replica.
-    fn transfer_leader<'a>(&'a mut self, key: Vec<u8>) -> LocalFuture<'a, Result<(), String>> {
-        let _ = key;
+    /// Moves the leadership of `key`'s region to another voter (`seed` picks which).
+    fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
+        let _ = (key, seed);
         Box::pin(async { Err("leader transfer is not supported".to_string()) })
+    }
+    /// Removes, adds or moves a replica of `key`'s region (`seed` picks what and where).
+    fn change_membership<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
+        let _ = (key, seed);
+        Box::pin(async { Err("membership change is not supported".to_string()) })
     }
 }
 
@@ -126,6 +131,8 @@ pub enum Action {
     Corrupt(String, u64),
     /// Split the region holding the key at the key.
     Split(Vec<u8>),
-    /// Transfer the leadership of the key's region.
-    TransferLeader(Vec<u8>),
+    /// Transfer the leadership of the key's region; the seed picks the new leader.
+    TransferLeader(Vec<u8>, u64),
+    /// Remove, add or move a replica of the key's region; the seed picks which.
+    ChangeMembership(Vec<u8>, u64),
 }

@@ -9,8 +9,11 @@ use crate::cluster::Cluster;
 use keel_client::PdClient;
 use keel_nemesis::{Capability, LocalFuture, NemesisConfig, Report, Target};
 use keel_rpc::RpcClient;
+use keel_types::proto::pd::{ManualOperator, StoreState};
 use keel_types::proto::store::{Context, StoreRequest, StoreResponse, StoreResult};
-use rand::{Rng, RngCore};
+use keel_types::{Peer, PeerRole, StoreId};
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -21,6 +24,8 @@ use tokio::time::Instant;
 const HELPER: &str = "nemesis";
 /// Bound on one leader lookup or split call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on everything one nemesis action asks of PD and the stores.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Per-run nemesis options.
 #[derive(Clone, Debug)]
@@ -115,6 +120,28 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
     tokio::time::timeout(CALL_TIMEOUT, lookup).await.ok().flatten()
 }
 
+/// Splits the region of `key` at `key`: asks the leader PD knows first, then the region's
+/// other peers (PD may not know the leader, e.g. after a restart behind a partition).
+async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
+    let pd = PdClient::new(vec![pd_addr]);
+    let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+    let mut peers = info.region.peers.clone();
+    peers.sort_by_key(|p| Some(p.id) != info.leader.map(|l| l.id));
+    let mut last = "region has no peers".to_string();
+    for peer in peers {
+        let Ok(Some(store)) = pd.get_store(peer.store_id).await else { continue };
+        let ctx = Context { region_id: info.region.id, region_epoch: info.region.epoch, peer: Some(peer) };
+        let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(store.address);
+        match client.call(StoreRequest::SplitRegion { ctx, key: key.clone() }, CALL_TIMEOUT).await {
+            Ok(Ok(StoreResponse::Split(_))) => return Ok(()),
+            Ok(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
 impl Target for SimTarget<'_> {
     fn stores(&self) -> Vec<String> {
         self.cluster.roles().stores.iter().filter(|s| self.targets.contains(s)).cloned().collect()
@@ -139,9 +166,9 @@ impl Target for SimTarget<'_> {
         let keel = self.cluster.roles().pd_addr.is_some();
         match cap {
             Capability::Latency | Capability::FailSync | Capability::Corrupt => true,
-            Capability::RegionLeader | Capability::Split => keel,
-            // No raftstore support yet (no TransferLeader admin command, no conf change).
-            Capability::TransferLeader | Capability::Membership | Capability::SlowSync => false,
+            Capability::RegionLeader | Capability::Split | Capability::TransferLeader | Capability::Membership => keel,
+            // The simulated disk has no slow-sync mode yet.
+            Capability::SlowSync => false,
         }
     }
 
@@ -206,21 +233,67 @@ impl Target for SimTarget<'_> {
     }
 
     fn split_region<'a>(&'a mut self, key: Vec<u8>) -> LocalFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.on_helper(move |pd_addr| split_at(pd_addr, key)).await })
+    }
+
+    fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.helper().ok_or("no PD to ask")?;
-            let pd_addr = self.cluster.roles().pd_addr.clone().ok_or("no PD address")?;
-            let call = async move {
-                let (region, leader, addr) = leader_of(pd_addr, key.clone()).await.ok_or("no leader known")?;
-                let ctx = Context { region_id: region.id, region_epoch: region.epoch, peer: Some(leader) };
-                let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(addr);
-                match client.call(StoreRequest::SplitRegion { ctx, key }, CALL_TIMEOUT).await {
-                    Ok(Ok(StoreResponse::Split(_))) => Ok(()),
-                    Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            };
-            self.cluster.spawn_on(HELPER, call).await.map_err(|e| format!("helper task: {e}"))?
+            self.on_helper(move |pd_addr| async move {
+                let pd = PdClient::new(vec![pd_addr]);
+                let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+                let leader = info.leader.ok_or("no leader known")?;
+                let others: Vec<&Peer> =
+                    info.region.peers.iter().filter(|p| p.role == PeerRole::Voter && p.id != leader.id).collect();
+                let to = others.choose(&mut ChaCha8Rng::seed_from_u64(seed)).ok_or("no other voter")?;
+                let op = ManualOperator::TransferLeader { to_store: to.store_id };
+                pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
+            })
+            .await
         })
+    }
+
+    fn change_membership<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.on_helper(move |pd_addr| async move {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let pd = PdClient::new(vec![pd_addr]);
+                let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+                let stores = pd.get_all_stores().await.map_err(|e| e.to_string())?;
+                let spare: Vec<StoreId> = stores
+                    .iter()
+                    .filter(|s| s.state == StoreState::Up && info.region.peer_on_store(s.id).is_none())
+                    .map(|s| s.id)
+                    .collect();
+                let peer = info.region.peers.choose(&mut rng).ok_or("region has no peers")?;
+                let op = match spare.choose(&mut rng) {
+                    Some(&to) if rng.gen_bool(0.5) => {
+                        ManualOperator::MovePeer { from_store: peer.store_id, to_store: to }
+                    }
+                    Some(&to) if rng.gen_bool(0.3) => ManualOperator::AddPeer { store: to },
+                    _ => ManualOperator::RemovePeer { store: peer.store_id },
+                };
+                keel_types::trace_event!("sim.membership", "{} {op:?}", info.region.id);
+                pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
+            })
+            .await
+        })
+    }
+}
+
+impl SimTarget<'_> {
+    /// Runs a call against PD on the (never faulted) helper node, bounded by [`ACTION_TIMEOUT`].
+    async fn on_helper<F, Fut>(&mut self, call: F) -> Result<(), String>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.helper().ok_or("no PD to ask")?;
+        let pd_addr = self.cluster.roles().pd_addr.clone().ok_or("no PD address")?;
+        let bounded = tokio::time::timeout(ACTION_TIMEOUT, call(pd_addr));
+        match self.cluster.spawn_on(HELPER, bounded).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(format!("no answer within {ACTION_TIMEOUT:?}")),
+            Err(e) => Err(format!("helper task: {e}")),
+        }
     }
 }

@@ -37,8 +37,7 @@ mod cli {
         WORKLOADS.iter().copied().filter(|w| *w != "counter").collect()
     }
     /// Families a swarm draws from when `--nemesis` is not given: every family the simulated
-    /// cluster supports (`transfer-leader` and `membership` need raftstore/PD work first), less
-    /// `corrupt`: a corrupted raft log entry makes raft-rs panic, which ends the whole run —
+    /// cluster supports, less `corrupt`: a corrupted raft log entry makes raft-rs panic, which ends the whole run —
     /// the node must instead stop serving and be rebuilt from its peers (not built yet).
     const SWARM_FAMILIES: &[&str] = &[
         "kill",
@@ -55,6 +54,8 @@ mod cli {
         "skew",
         "disk-fail",
         "split",
+        "transfer",
+        "membership",
     ];
     /// Mean gaps between faults a swarm draws from, milliseconds.
     const SWARM_GAPS_MS: &[u64] = &[250, 500, 1_000, 2_000, 4_000];
@@ -138,6 +139,10 @@ mod cli {
         /// Write the recorded history (keel JSONL) here (`run` only).
         #[arg(long)]
         history: Option<std::path::PathBuf>,
+        /// Print every trace event (faults, elections, splits, operators, RPC outcomes) to
+        /// stderr as it happens, stamped with simulated seconds (`run` only).
+        #[arg(long)]
+        trace: bool,
     }
 
     fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -188,6 +193,7 @@ mod cli {
         cfg.nemesis = nemesis;
         cfg.planted = planted;
         cfg.history_out = opts.history.clone();
+        cfg.print_trace = opts.trace;
         cfg.stores = stores;
         cfg.buggify = opts.buggify;
         if let Some(gap) = opts.fault_gap {

@@ -29,6 +29,8 @@ pub struct RunConfig {
     pub buggify: bool,
     /// Mean simulated milliseconds between fault injections.
     pub fault_gap_ms: u64,
+    /// Print every trace event to stderr as it happens (`run --trace`).
+    pub print_trace: bool,
 }
 
 /// Storage nodes unless a run asks for another shape.
@@ -47,6 +49,7 @@ impl RunConfig {
             stores: STORES_DEFAULT,
             buggify: false,
             fault_gap_ms: keel_nemesis::MEAN_GAP_DEFAULT.as_millis() as u64,
+            print_trace: false,
         }
     }
 }
@@ -231,6 +234,7 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     let scenario_cfg = cfg.clone();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         rt.block_on(async move {
+            trace::print_events(scenario_cfg.print_trace);
             let start = tokio::time::Instant::now();
             let outcome = crate::scenario::run(&scenario_cfg).await;
             (outcome, start.elapsed())

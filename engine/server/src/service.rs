@@ -7,7 +7,7 @@ use keel_raftstore::StoreHandle;
 use keel_txn::TxnService;
 use keel_types::error::InvalidArgument;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
-use keel_types::{Clock, Region};
+use keel_types::{Clock, Region, RegionError};
 use std::sync::Arc;
 
 /// Answers one store request.
@@ -31,8 +31,22 @@ async fn split(store: &StoreHandle, pd: &PdClient, ctx: Context, key: Vec<u8>) -
     if key.is_empty() {
         return Err(InvalidArgument("split key is empty".into()).into());
     }
-    // A linearizable view tells us the current region (and that we lead it).
-    let view = store.read(ctx).await?;
+    // A linearizable view tells us the current region (and that we lead it). Like TiKV's,
+    // a split checks only the region's version: a membership change since the caller looked
+    // (a conf_ver it has not seen yet) does not matter, so retry with the current conf_ver.
+    let view = match store.read(ctx.clone()).await {
+        Err(StoreError::Region(RegionError::EpochNotMatch { current_regions })) => {
+            let same_version = current_regions
+                .iter()
+                .find(|r| r.id == ctx.region_id && r.epoch.version == ctx.region_epoch.version)
+                .map(|r| r.epoch);
+            match same_version {
+                Some(epoch) => store.read(Context { region_epoch: epoch, ..ctx }).await?,
+                None => return Err(RegionError::EpochNotMatch { current_regions }.into()),
+            }
+        }
+        other => other?,
+    };
     split_region(store, pd, view.region, key).await.map(StoreResponse::Split)
 }
 

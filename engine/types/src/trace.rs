@@ -13,6 +13,9 @@ use std::cell::Cell;
 thread_local! {
     static HASH: Cell<u64> = const { Cell::new(FNV_OFFSET) };
     static EVENTS: Cell<u64> = const { Cell::new(0) };
+    /// When set (`cargo sim -- run --trace`), every event is also printed to stderr, stamped
+    /// with simulated time since this instant.
+    static PRINT_SINCE: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
 }
 
 #[cfg_attr(not(madsim), allow(dead_code))]
@@ -40,11 +43,24 @@ pub fn record(kind: &str, detail: &[u8]) {
             h.set(fnv1a(v, &[0xff]));
         });
         EVENTS.with(|e| e.set(e.get() + 1));
+        if let Some(since) = PRINT_SINCE.with(Cell::get) {
+            let t = since.elapsed().as_secs_f64();
+            eprintln!("{t:>10.6} {kind} {}", String::from_utf8_lossy(detail));
+        }
     }
     #[cfg(not(madsim))]
     {
         let _ = (kind, detail);
     }
+}
+
+/// Prints this thread's events to stderr from now on (`true`), stamped with simulated time
+/// since this call, or stops printing (`false`). Call inside the simulation.
+pub fn print_events(on: bool) {
+    #[cfg(madsim)]
+    PRINT_SINCE.with(|p| p.set(on.then(std::time::Instant::now)));
+    #[cfg(not(madsim))]
+    let _ = on;
 }
 
 /// Records an event whose details are a formatted string (for rarer events).

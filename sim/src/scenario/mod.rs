@@ -65,3 +65,14 @@ pub(crate) async fn await_progress(
         sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// PD's region count at the end of a run (0 when PD does not answer), asked from the
+/// scenario's first client node.
+pub(crate) async fn count_regions(cluster: &Cluster, pd_addr: &str) -> u64 {
+    let Some(node) = cluster.roles().clients.first().cloned() else { return 0 };
+    let pd = keel_client::PdClient::new(vec![pd_addr.to_string()]);
+    cluster
+        .spawn_on(&node, async move { pd.scan_regions(b"", b"", 0).await.map_or(0, |r| r.len() as u64) })
+        .await
+        .unwrap_or(0)
+}

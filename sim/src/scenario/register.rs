@@ -93,9 +93,10 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     }
     let (ok, fail, info) = history.outcomes();
     keel_types::trace_event!("register.final", "{ok} {fail} {info}");
+    let regions = crate::scenario::count_regions(&cluster, &pd_addr).await;
     ScenarioOutcome {
         ops: ok + fail + info,
-        regions: 1,
+        regions,
         violation,
         history: Some((history.to_jsonl(), CheckModel::CasRegister)),
     }

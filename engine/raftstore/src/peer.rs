@@ -9,7 +9,7 @@ use crate::ReadView;
 use keel_storage::WriteBatch;
 use keel_types::codec::{decode, encode};
 use keel_types::proto::store::StoreError;
-use keel_types::trace;
+use keel_types::trace_event;
 use keel_types::{Peer as PeerMeta, PeerRole, Region, RegionError, RegionId};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
@@ -127,6 +127,15 @@ impl Peer {
         self.peer_cache.insert(peer.id, peer);
         self.last_heard.insert(peer.id, self.ticks);
         self.last_message_tick = self.ticks;
+    }
+
+    /// Starts the down-peer clock of every peer afresh: a new leader has heard from nobody
+    /// yet, and must not report peers down for silence that predates its leadership.
+    pub fn reset_last_heard(&mut self) {
+        let now = self.ticks;
+        for p in &self.raw.store().region.peers {
+            self.last_heard.insert(p.id, now);
+        }
     }
 
     /// Ticks since this replica last heard from any other peer of its region. A follower
@@ -418,11 +427,15 @@ impl Peer {
         }
         let region = r.clone();
         store.stage_region_state(batch, PeerState::Normal);
+        if cmd.kind == ConfChangeKind::AddLearner {
+            // A new peer is silent until it has been created and caught up; it is not down.
+            self.last_heard.insert(cmd.peer.id, self.ticks);
+        }
         effects.changed.push(region.clone());
         if cmd.kind == ConfChangeKind::RemovePeer && cmd.peer.id == self.meta.id {
             effects.destroyed.push(region.id);
         }
-        trace::record("raft.conf_change", &[region.id.to_be_bytes(), cmd.peer.id.to_be_bytes()].concat());
+        trace_event!("raft.conf_change", "peer {} {} {:?} {:?}", self.meta.id, region.id, cmd.kind, cmd.peer);
         Ok(Ok(CmdResult::ConfChange(region)))
     }
 

@@ -305,7 +305,7 @@ impl Store {
         self.engine.write(batch, WriteOptions::SYNC).map_err(|e| e.to_string())?;
         let storage = PeerStorage::load(self.engine.clone(), region.clone())?;
         self.peers.insert(region.id, Peer::new(&self.cfg, storage)?);
-        trace::record("store.create_region", &region.id.to_be_bytes());
+        trace_event!("store.create_region", "s{} {} {:?}", self.cfg.store_id, region.id, region.epoch);
         Ok(true)
     }
 
@@ -343,6 +343,29 @@ impl Store {
             tracing::warn!(region = env.region_id, "undecodable raft message dropped");
             return;
         };
+        let superseded = self
+            .peers
+            .get(&env.region_id)
+            .is_some_and(|p| env.to_peer.store_id == self.cfg.store_id && env.to_peer.id > p.meta.id && !p.is_leader());
+        if superseded {
+            // PD allocates peer ids in increasing order and a region never has two peers on
+            // one store, so a message for a newer peer of this region here means ours was
+            // removed while it could not hear of it. Without this, every message for the
+            // new peer was dropped until the stale-peer check caught up, and PD kept adding
+            // and removing learners that never came to life (register seed 14, membership).
+            trace_event!(
+                "store.superseded",
+                "s{} {} peer {} by {}",
+                self.cfg.store_id,
+                env.region_id,
+                self.peers[&env.region_id].meta.id,
+                env.to_peer.id
+            );
+            if let Err(e) = self.destroy_peers(&[env.region_id]) {
+                tracing::error!(%e, "destroying a superseded peer failed");
+                return;
+            }
+        }
         if !self.peers.contains_key(&env.region_id) && !self.maybe_create_peer(&env, &msg) {
             return;
         }
@@ -386,7 +409,13 @@ impl Store {
         let storage = PeerStorage::uninitialized(self.engine.clone(), env.region_id);
         match Peer::uninitialized(&self.cfg, storage, env.to_peer) {
             Ok(peer) => {
-                trace::record("store.create_uninitialized", &env.region_id.to_be_bytes());
+                trace_event!(
+                    "store.create_uninitialized",
+                    "s{} {} peer {}",
+                    self.cfg.store_id,
+                    env.region_id,
+                    env.to_peer.id
+                );
                 self.peers.insert(env.region_id, peer);
                 true
             }
@@ -460,15 +489,26 @@ impl Store {
             if let Some(ss) = rd.ss() {
                 if ss.raft_state == StateRole::Leader && !peer.was_leader {
                     peer.was_leader = true;
+                    peer.reset_last_heard();
                     new_leaders.push(region_id);
-                    trace::record("raft.leader", &region_id.to_be_bytes());
+                    trace_event!("raft.leader", "s{} {region_id}", self.cfg.store_id);
                 } else if ss.raft_state != StateRole::Leader {
                     peer.was_leader = false;
                 }
             }
             peer.on_read_states(rd.take_read_states());
             if !rd.snapshot().is_empty() {
+                let before = peer.region().clone();
                 peer.raw.mut_store().apply_snapshot(&mut batch, rd.snapshot())?;
+                trace_event!(
+                    "store.apply_snapshot",
+                    "s{} {region_id} peer {} {:?}..{:?} -> {:?}",
+                    self.cfg.store_id,
+                    peer.meta.id,
+                    before.start_key,
+                    before.end_key,
+                    peer.region()
+                );
                 must_sync = true;
             }
             peer.apply_committed(rd.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
@@ -563,7 +603,13 @@ impl Store {
             if let Some(mut peer) = self.peers.remove(region_id) {
                 peer.fail_pending(RegionError::RegionNotFound { region_id: *region_id });
                 peer.raw.mut_store().destroy(&mut batch);
-                trace::record("store.destroy", &region_id.to_be_bytes());
+                trace_event!(
+                    "store.destroy",
+                    "s{} {region_id} peer {} {:?}",
+                    self.cfg.store_id,
+                    peer.meta.id,
+                    peer.region().epoch
+                );
             }
         }
         self.write(batch, true)

@@ -45,7 +45,10 @@ pub fn record(kind: &str, detail: &[u8]) {
         EVENTS.with(|e| e.set(e.get() + 1));
         if let Some(since) = PRINT_SINCE.with(Cell::get) {
             let t = since.elapsed().as_secs_f64();
-            eprintln!("{t:>10.6} {kind} {}", String::from_utf8_lossy(detail));
+            match std::str::from_utf8(detail) {
+                Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n') => eprintln!("{t:>10.6} {kind} {text}"),
+                _ => eprintln!("{t:>10.6} {kind} <{} bytes>", detail.len()),
+            }
         }
     }
     #[cfg(not(madsim))]

@@ -9,6 +9,7 @@
 mod apply;
 pub mod cmd;
 mod config;
+pub mod inspect;
 pub mod keys;
 mod peer;
 mod peer_storage;

@@ -179,9 +179,14 @@ impl Peer {
     }
 
     /// Proposes a membership change; the reply comes when it applies (or is superseded).
-    pub fn propose_conf_change(&mut self, cmd: ConfChangeCmd, reply: ProposeReply) {
+    pub fn propose_conf_change(&mut self, cmd: ConfChangeCmd, healthy_within_ticks: u64, reply: ProposeReply) {
         if !self.is_leader() {
             let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if let Err(why) = self.check_conf_change_safe(&cmd, healthy_within_ticks) {
+            trace_event!("raft.conf_change_refused", "peer {} {} {:?}: {why}", self.meta.id, cmd.region_id, cmd.kind);
+            let _ = reply.send(Err(StoreError::Unavailable(why)));
             return;
         }
         let change_type = match cmd.kind {
@@ -211,6 +216,35 @@ impl Peer {
             term: self.raw.raft.term,
             reply,
         });
+    }
+
+    /// Refuses a voter removal or promotion after which the healthy voters would not be a
+    /// quorum (TiKV's "unsafe conf change" check). Healthy: the leader itself, or a voter
+    /// that has acknowledged entries in this leader's term and was heard from within
+    /// `healthy_within_ticks`. Without it, PD could remove a healthy voter while another
+    /// had never come to life (its store missed the split that created it), leaving a
+    /// two-voter region that could never elect a leader again (register seed 104).
+    fn check_conf_change_safe(&self, cmd: &ConfChangeCmd, healthy_within_ticks: u64) -> Result<(), String> {
+        let region = self.region();
+        let mut voters: Vec<u64> = region.peers.iter().filter(|p| p.role == PeerRole::Voter).map(|p| p.id).collect();
+        match cmd.kind {
+            ConfChangeKind::AddLearner => return Ok(()),
+            ConfChangeKind::RemovePeer => voters.retain(|&id| id != cmd.peer.id),
+            ConfChangeKind::PromoteLearner => voters.push(cmd.peer.id),
+        }
+        let healthy = |id: u64| {
+            id == self.meta.id
+                || (self.raw.raft.prs().get(id).is_some_and(|pr| pr.matched > 0)
+                    && self.last_heard.get(&id).is_some_and(|&t| self.ticks.saturating_sub(t) <= healthy_within_ticks))
+        };
+        let up = voters.iter().filter(|&&id| healthy(id)).count();
+        if voters.is_empty() || up <= voters.len() / 2 {
+            return Err(format!(
+                "unsafe conf change: only {up} of the {} voters after it are healthy (voters {voters:?})",
+                voters.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The region id.

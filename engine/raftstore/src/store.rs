@@ -335,7 +335,7 @@ impl Store {
         };
         // Nobody waits for the outcome: PD watches the region's heartbeats instead.
         let (reply, _) = oneshot::channel();
-        peer.propose_conf_change(cmd, reply);
+        peer.propose_conf_change(cmd, self.cfg.election_ticks as u64, reply);
     }
 
     fn on_raft(&mut self, env: RaftEnvelope) {
@@ -395,15 +395,32 @@ impl Store {
             Ok(None) => {}
             Ok(Some(old))
                 if old.state == PeerState::Tombstone && env.region_epoch.conf_ver > old.region.epoch.conf_ver => {}
-            _ => return false,
+            other => {
+                trace_event!(
+                    "store.create_refused",
+                    "s{} {} peer {}: state {other:?}",
+                    self.cfg.store_id,
+                    env.region_id,
+                    env.to_peer.id
+                );
+                return false;
+            }
         }
-        let overlaps = self.peers.values().any(|p| {
+        let overlapping = self.peers.values().find(|p| {
             let r = p.region();
             p.is_initialized()
                 && (env.end_key.is_empty() || r.start_key < env.end_key)
                 && (r.end_key.is_empty() || env.start_key < r.end_key)
         });
-        if overlaps {
+        if let Some(other) = overlapping {
+            trace_event!(
+                "store.create_refused",
+                "s{} {} peer {}: overlaps {:?}",
+                self.cfg.store_id,
+                env.region_id,
+                env.to_peer.id,
+                other.region()
+            );
             return false;
         }
         let storage = PeerStorage::uninitialized(self.engine.clone(), env.region_id);

@@ -1,6 +1,7 @@
 //! Scenarios: a cluster shape, a workload and its checks, run under the chosen nemeses.
 
 mod bank;
+mod consistency;
 mod counter;
 mod list_append;
 pub mod register;

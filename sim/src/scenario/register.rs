@@ -6,25 +6,25 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
+use crate::scenario::consistency::check_replicas;
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::RawClient;
 use keel_pd::PdConfig;
 use keel_server::{run_node, NodeConfig};
-use keel_storage::{CfName, Engine};
 use keel_workloads::register::{run_process, Progress, RegisterConfig};
 use keel_workloads::History;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{sleep, Instant};
 
 const PD_PORT: u16 = 2379;
 const STORE_PORT: u16 = 20160;
 const PROCESSES: u64 = 5;
 /// After healing, every process must complete an operation within this much simulated time.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
-/// After the workload stops, replicas must hold identical data within this much time.
-const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
+/// After the workload stops, replicas must be consistent within this much time (PD waits
+/// `max_store_down_time`, 10 s in the simulator, before replacing a silent replica).
+const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
 /// address and the store names.
@@ -89,7 +89,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         let _ = task.await;
     }
     if violation.is_none() {
-        violation = check_replicas_converge(&cluster, &stores).await;
+        violation = check_replicas(&cluster, &pd_addr, cfg.stores, CONVERGENCE_DEADLINE).await;
     }
     let (ok, fail, info) = history.outcomes();
     keel_types::trace_event!("register.final", "{ok} {fail} {info}");
@@ -99,41 +99,5 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         regions,
         violation,
         history: Some((history.to_jsonl(), CheckModel::CasRegister)),
-    }
-}
-
-/// Waits until every store's raw data is identical (all replicas applied the same log).
-async fn check_replicas_converge(cluster: &Cluster, stores: &[String]) -> Option<String> {
-    let start = Instant::now();
-    loop {
-        let images: Vec<Vec<(Vec<u8>, Vec<u8>)>> = stores
-            .iter()
-            .map(|s| cluster.env(s).disk.snapshot().scan(CfName::Raw, b"", None, false, usize::MAX).unwrap_or_default())
-            .collect();
-        if images.windows(2).all(|w| w[0] == w[1]) {
-            return None;
-        }
-        if start.elapsed() > CONVERGENCE_DEADLINE {
-            let sizes: Vec<usize> = images.iter().map(Vec::len).collect();
-            let differ = images[1..]
-                .iter()
-                .filter_map(|other| images[0].iter().zip(other).find(|(a, b)| a != b))
-                .map(|(a, _)| String::from_utf8_lossy(&a.0).into_owned())
-                .next();
-            let per_store: Vec<String> = images
-                .iter()
-                .map(|i| {
-                    i.iter()
-                        .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            return Some(format!(
-                "replicas diverge after {CONVERGENCE_DEADLINE:?}: raw keys per store {sizes:?}, first differing key {differ:?}; stores: {}",
-                per_store.join(" | ")
-            ));
-        }
-        sleep(Duration::from_millis(200)).await;
     }
 }

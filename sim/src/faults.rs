@@ -24,6 +24,10 @@ use tokio::time::Instant;
 const HELPER: &str = "nemesis";
 /// Bound on one leader lookup or split call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Rounds of asking a region's peers to split before giving up.
+const SPLIT_ATTEMPTS: u32 = 3;
+/// Pause before the n-th further round (multiplied by n).
+const SPLIT_RETRY_GAP: Duration = Duration::from_millis(400);
 /// Bound on everything one nemesis action asks of PD and the stores.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -121,22 +125,29 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
 }
 
 /// Splits the region of `key` at `key`: asks the leader PD knows first, then the region's
-/// other peers (PD may not know the leader, e.g. after a restart behind a partition).
+/// other peers (PD may not know the leader, e.g. after a restart behind a partition), and
+/// tries again shortly while the region is settling (a fresh split half electing its
+/// leader answers "region not found" or "not leader" for a moment).
 async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
     let pd = PdClient::new(vec![pd_addr]);
-    let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
-    let mut peers = info.region.peers.clone();
-    peers.sort_by_key(|p| Some(p.id) != info.leader.map(|l| l.id));
-    let mut last = "region has no peers".to_string();
-    for peer in peers {
-        let Ok(Some(store)) = pd.get_store(peer.store_id).await else { continue };
-        let ctx = Context { region_id: info.region.id, region_epoch: info.region.epoch, peer: Some(peer) };
-        let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(store.address);
-        match client.call(StoreRequest::SplitRegion { ctx, key: key.clone() }, CALL_TIMEOUT).await {
-            Ok(Ok(StoreResponse::Split(_))) => return Ok(()),
-            Ok(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
-            Ok(Err(e)) => last = e.to_string(),
-            Err(e) => last = e.to_string(),
+    let mut last = String::new();
+    for attempt in 0..SPLIT_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(SPLIT_RETRY_GAP * attempt).await;
+        }
+        let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+        let mut peers = info.region.peers.clone();
+        peers.sort_by_key(|p| Some(p.id) != info.leader.map(|l| l.id));
+        for peer in peers {
+            let Ok(Some(store)) = pd.get_store(peer.store_id).await else { continue };
+            let ctx = Context { region_id: info.region.id, region_epoch: info.region.epoch, peer: Some(peer) };
+            let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(store.address);
+            match client.call(StoreRequest::SplitRegion { ctx, key: key.clone() }, CALL_TIMEOUT).await {
+                Ok(Ok(StoreResponse::Split(_))) => return Ok(()),
+                Ok(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(e) => last = e.to_string(),
+            }
         }
     }
     Err(last)

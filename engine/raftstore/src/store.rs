@@ -379,14 +379,22 @@ impl Store {
     }
 
     /// Creates an uninitialized replica for a message from a region's leader that this store
-    /// does not host yet (a peer PD just added here); it then catches up by snapshot. Stale
+    /// does not host yet (a peer PD just added here); it then catches up by snapshot.
+    /// Vote requests create one too (as TiKV's do): when the only replica that applied a
+    /// split is the one that lived through a crash, its siblings got the parent region by
+    /// snapshot and never created their halves, so the survivor can only win an election
+    /// if its vote requests bring them to life (register seed 22). Stale
     /// messages for removed replicas, and messages whose range overlaps a region this store
     /// still holds (a split not yet applied here), create nothing.
     fn maybe_create_peer(&mut self, env: &RaftEnvelope, msg: &Message) -> bool {
         if env.to_peer.store_id != self.cfg.store_id
             || !matches!(
                 msg.get_msg_type(),
-                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+                MessageType::MsgAppend
+                    | MessageType::MsgHeartbeat
+                    | MessageType::MsgSnapshot
+                    | MessageType::MsgRequestVote
+                    | MessageType::MsgRequestPreVote
             )
         {
             return false;

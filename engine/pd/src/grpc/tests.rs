@@ -8,10 +8,38 @@ use keel_types::{Clock, Peer, Region as KeelRegion, RegionEpoch};
 use std::sync::{Arc, Mutex};
 
 fn adapter() -> PdGrpc {
+    adapter_on(&SimEngine::new())
+}
+
+/// The adapter over a PD opened (or reopened) on `disk`.
+fn adapter_on(disk: &SimEngine) -> PdGrpc {
     let config = PdConfig { schedule: ScheduleConfig::disabled(), ..PdConfig::new("10.0.0.1:2379") };
-    let pd = crate::Pd::open(config, Arc::new(SimEngine::new()), Clock::new()).expect("open");
+    let pd = crate::Pd::open(config, Arc::new(disk.clone()), Clock::new()).expect("open");
     let cluster_id = pd.cluster_id();
     PdGrpc { caller: PdCaller::new(Arc::new(Mutex::new(pd))), cluster_id }
+}
+
+/// A pdpb timestamp as keel's u64.
+fn as_u64(ts: &keel_kvproto::pdpb::Timestamp) -> u64 {
+    ((ts.physical as u64) << keel_types::timestamp::LOGICAL_BITS) | ts.logical as u64
+}
+
+/// The last timestamp of a batch of `count`.
+fn tso(a: &PdGrpc, count: u32) -> u64 {
+    as_u64(&a.tso_response(TsoRequest { header: None, count, dc_location: String::new() }).timestamp.unwrap())
+}
+
+#[tokio::test]
+async fn tso_and_cluster_id_survive_a_pd_restart() {
+    let disk = SimEngine::new();
+    let before = adapter_on(&disk);
+    let last = tso(&before, 100);
+    let cluster_id = before.cluster_id;
+    drop(before);
+    disk.crash_keeping(0);
+    let after = adapter_on(&disk);
+    assert_eq!(after.cluster_id, cluster_id);
+    assert!(tso(&after, 1) > last, "a timestamp repeated across the restart");
 }
 
 fn native(a: &PdGrpc, req: PdRequest) -> PdResponse {
@@ -74,7 +102,7 @@ async fn tso_echoes_count_and_batches_never_overlap() {
         assert_eq!(resp.count, count);
         let ts = resp.timestamp.unwrap();
         assert!((0..=LOGICAL_MAX as i64).contains(&ts.logical));
-        let ts = ((ts.physical as u64) << keel_types::timestamp::LOGICAL_BITS) | ts.logical as u64;
+        let ts = as_u64(&ts);
         assert!(ts - u64::from(count) + 1 > last, "batch of {count} overlaps the previous one");
         last = ts;
     }

@@ -579,7 +579,7 @@ impl Family for Split {
     fn plan<'a>(&'a mut self, _view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
             let keys = target.keys();
-            let burst = self.rng.gen_range(6..=16);
+            let burst = self.rng.gen_range(16..=40);
             let mut apply = Vec::new();
             for _ in 0..burst {
                 let Some(key) = keys.choose(&mut self.rng) else { break };

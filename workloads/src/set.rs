@@ -71,6 +71,12 @@ pub fn check_scan(state: &SetState, seen: &[String], acked_before: &BTreeSet<Str
     None
 }
 
+/// The key process `process` adds as its `n`-th: keys sort by process, then by number, so
+/// each process fills its own stretch of the key space.
+pub fn set_key(process: u64, n: u64) -> String {
+    format!("{PREFIX}{process:02}-{n:06}")
+}
+
 /// Runs one process until `stop` is set.
 pub async fn run_process(client: RawClient, state: SharedSet, process: u64, seed: u64, stop: Arc<AtomicBool>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -78,7 +84,7 @@ pub async fn run_process(client: RawClient, state: SharedSet, process: u64, seed
     while !stop.load(Ordering::Relaxed) {
         let ok = if rng.gen_range(0..10) < 8 {
             n += 1;
-            let key = format!("{PREFIX}{process:02}-{n:06}");
+            let key = set_key(process, n);
             state.lock().expect("set lock").attempted.insert(key.clone());
             match client.put(key.clone().into_bytes(), vec![b'v'; VALUE_BYTES]).await {
                 Ok(()) => {

@@ -27,7 +27,7 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// repairs at most `store_limit` (2) replicas per store at a time, each a few heartbeats
 /// long: membership churn followed by a split storm can leave ~40 regions short of a
 /// replica on the same store (register seed 28 needed ~70 s).
-const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(150);
+pub(crate) const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(150);
 
 /// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
 /// address and the store names.

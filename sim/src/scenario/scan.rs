@@ -7,9 +7,11 @@
 use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
 use crate::scenario::register::start_cluster;
+use crate::scenario::consistency::check_replicas;
+use crate::scenario::register::CONVERGENCE_DEADLINE;
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};
-use keel_workloads::set::{check_scan, run_process, scan_all, SharedSet};
+use keel_workloads::set::{check_scan, run_process, scan_all, set_key, SharedSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,10 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
     let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES);
+    // Split, transfer and membership faults aim at keys spread over the processes' ranges.
+    cluster.set_workload_keys(
+        (0..PROCESSES).flat_map(|p| (0..10).map(move |n| set_key(p, n * 100).into_bytes())).collect(),
+    );
     let state = SharedSet::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -43,6 +49,9 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
+    }
+    if violation.is_none() {
+        violation = check_replicas(&cluster, &pd_addr, STORES, CONVERGENCE_DEADLINE).await;
     }
 
     // A final quiet scan and the region count, from a fresh client.

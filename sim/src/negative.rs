@@ -83,6 +83,26 @@ pub const CASES: &[NegativeCase] = &[
         note: "secondaries committed before the primary: a reader that pushed the primary's \
                min_commit_ts sees half a transfer, or a rolled-back primary leaves it half done",
     },
+    NegativeCase {
+        bug: PlantedBug::SkipEpochCheck,
+        workload: "scan",
+        nemesis: &["split"],
+        first_seed: 1,
+        budget: 10,
+        duration_s: 30,
+        note: "a scan routed with a pre-split view is served by the narrower region and \
+               silently skips the right half",
+    },
+    NegativeCase {
+        bug: PlantedBug::SplitWithoutEpochBump,
+        workload: "scan",
+        nemesis: &["split"],
+        first_seed: 1,
+        budget: 10,
+        duration_s: 30,
+        note: "both halves keep the old version, so a scan with a pre-split view passes every \
+               epoch check and skips the right half",
+    },
 ];
 
 /// The run of `case` at `seed`.

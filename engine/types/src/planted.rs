@@ -19,17 +19,25 @@ pub enum PlantedBug {
     AsyncCommitNoMaxTs,
     /// client: a 2PC commit commits the secondaries before the primary (the commit point).
     SecondariesBeforePrimary,
+    /// raftstore: a request's region epoch is not checked against the region (a client
+    /// routing with a pre-split view is served by the narrower region).
+    SkipEpochCheck,
+    /// raftstore: applying a split leaves both halves at the old region version, so
+    /// nothing can tell a pre-split view from a post-split one.
+    SplitWithoutEpochBump,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::AckBeforeCommit,
         PlantedBug::SkipReadIndex,
         PlantedBug::PrewriteIgnoresLock,
         PlantedBug::ReadIgnoresLock,
         PlantedBug::AsyncCommitNoMaxTs,
         PlantedBug::SecondariesBeforePrimary,
+        PlantedBug::SkipEpochCheck,
+        PlantedBug::SplitWithoutEpochBump,
     ];
 
     /// The name `cargo sim -- run --planted-bug NAME` takes.
@@ -41,6 +49,8 @@ impl PlantedBug {
             PlantedBug::ReadIgnoresLock => "read-ignores-lock",
             PlantedBug::AsyncCommitNoMaxTs => "async-commit-no-max-ts",
             PlantedBug::SecondariesBeforePrimary => "secondaries-before-primary",
+            PlantedBug::SkipEpochCheck => "skip-epoch-check",
+            PlantedBug::SplitWithoutEpochBump => "split-without-epoch-bump",
         }
     }
 

@@ -6,8 +6,8 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
-use crate::scenario::register::start_cluster;
 use crate::scenario::consistency::check_replicas;
+use crate::scenario::register::start_cluster;
 use crate::scenario::register::CONVERGENCE_DEADLINE;
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};

@@ -128,7 +128,7 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
 /// other peers (PD may not know the leader, e.g. after a restart behind a partition), and
 /// tries again shortly while the region is settling (a fresh split half electing its
 /// leader answers "region not found" or "not leader" for a moment).
-async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
+pub(crate) async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
     let pd = PdClient::new(vec![pd_addr]);
     let mut last = String::new();
     for attempt in 0..SPLIT_ATTEMPTS {

@@ -32,9 +32,9 @@ mod cli {
     /// Workloads whose scenario honours `--stores` (others always run their own shape).
     const SHAPED_WORKLOADS: &[&str] = &["register"];
     /// Workloads a swarm draws from when `--workload` is not given (`counter` is the
-    /// harness self-test, not keel).
+    /// harness self-test, not keel; `regions` is a benchmark that checks little).
     fn swarm_workloads() -> Vec<&'static str> {
-        WORKLOADS.iter().copied().filter(|w| *w != "counter").collect()
+        WORKLOADS.iter().copied().filter(|w| !matches!(*w, "counter" | "regions")).collect()
     }
     /// Families a swarm draws from when `--nemesis` is not given: every family the simulated
     /// cluster supports, less `corrupt`: a corrupted raft log entry makes raft-rs panic, which ends the whole run —
@@ -143,6 +143,9 @@ mod cli {
         /// stderr as it happens, stamped with simulated seconds (`run` only).
         #[arg(long)]
         trace: bool,
+        /// Regions to pre-split into (`--workload regions`, the region-scaling benchmark).
+        #[arg(long, default_value_t = 100)]
+        regions: usize,
     }
 
     fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -194,6 +197,7 @@ mod cli {
         cfg.planted = planted;
         cfg.history_out = opts.history.clone();
         cfg.print_trace = opts.trace;
+        cfg.regions = opts.regions;
         cfg.stores = stores;
         cfg.buggify = opts.buggify;
         if let Some(gap) = opts.fault_gap {

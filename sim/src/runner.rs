@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub fault_gap_ms: u64,
     /// Print every trace event to stderr as it happens (`run --trace`).
     pub print_trace: bool,
+    /// Regions to pre-split into (the `regions` benchmark workload only).
+    pub regions: usize,
 }
 
 /// Storage nodes unless a run asks for another shape.
@@ -50,6 +52,7 @@ impl RunConfig {
             buggify: false,
             fault_gap_ms: keel_nemesis::MEAN_GAP_DEFAULT.as_millis() as u64,
             print_trace: false,
+            regions: 100,
         }
     }
 }

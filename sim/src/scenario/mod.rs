@@ -4,6 +4,7 @@ mod bank;
 mod consistency;
 mod counter;
 mod list_append;
+mod regions;
 pub mod register;
 mod repair;
 mod scan;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
 /// Workloads `cargo sim -- run --workload W` accepts.
-pub const WORKLOADS: &[&str] = &["counter", "register", "scan", "repair", "bank", "list-append"];
+pub const WORKLOADS: &[&str] = &["counter", "register", "scan", "repair", "bank", "list-append", "regions"];
 
 /// Fault families the scenarios understand.
 pub const NEMESES: &[&str] = &["kill", "partition", "loss", "pause", "skew"];
@@ -30,6 +31,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         "bank" => bank::run(cfg).await,
         "list-append" => list_append::run(cfg).await,
         "repair" => repair::run(cfg).await,
+        "regions" => regions::run(cfg).await,
         other => ScenarioOutcome { violation: Some(format!("unknown workload {other}")), ..Default::default() },
     }
 }

@@ -7,11 +7,12 @@
 //! Workloads: `raw-put` (blind writes over the key space), `raw-get` (reads of preloaded
 //! keys; etcd reads are linearizable, its default), `raw-mix` (50/50 get/put), `raw-scan`
 //! (ascending range reads of `--scan-limit` pairs from a random key), and `txn-transfer`
-//! (not yet: it needs `keel_client::TransactionClient`). `--etcd` needs the `etcd` feature.
+//! (keel only: a transaction reads two random keys and writes both, committing by
+//! `--txn-mode` 2PC, async commit or 1PC). `--etcd` needs the `etcd` feature.
 
 use clap::{ArgGroup, Args, ValueEnum};
 use hdrhistogram::Histogram;
-use keel_client::RawClient;
+use keel_client::{RawClient, TransactionClient, TransactionOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +62,31 @@ pub enum Workload {
     RawMix,
     /// Range reads of --scan-limit pairs from a random preloaded key.
     RawScan,
-    /// Transactions moving an amount between two keys (needs the transaction client).
+    /// Transactions that read two random keys and write both (keel only).
     TxnTransfer,
+}
+
+/// How `txn-transfer` transactions commit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TxnMode {
+    /// Two-phase commit: prewrite, then commit the primary, secondaries in the background.
+    #[value(name = "2pc")]
+    TwoPc,
+    /// Async commit: committed once every key is prewritten.
+    Async,
+    /// One-phase commit when both keys live in one region (else 2PC).
+    #[value(name = "1pc")]
+    OnePc,
+}
+
+impl TxnMode {
+    fn options(self) -> TransactionOptions {
+        match self {
+            TxnMode::TwoPc => TransactionOptions::default(),
+            TxnMode::Async => TransactionOptions { async_commit: true, ..TransactionOptions::default() },
+            TxnMode::OnePc => TransactionOptions { try_one_pc: true, ..TransactionOptions::default() },
+        }
+    }
 }
 
 impl Workload {
@@ -76,8 +100,10 @@ impl Workload {
         }
     }
 
+    /// Raw workloads reading keys want them written first; transactions read absent keys
+    /// as absent (a raw preload would not be visible to them anyway).
     fn needs_preload(self) -> bool {
-        !matches!(self, Workload::RawPut)
+        !matches!(self, Workload::RawPut | Workload::TxnTransfer)
     }
 }
 
@@ -118,6 +144,9 @@ pub struct BenchArgs {
     /// Skip the preload (the keys are already there from an earlier run).
     #[arg(long)]
     pub no_preload: bool,
+    /// How txn-transfer commits.
+    #[arg(long, value_enum, default_value = "2pc")]
+    pub txn_mode: TxnMode,
 }
 
 impl BenchArgs {
@@ -143,10 +172,11 @@ impl BenchArgs {
         if self.scan_limit == 0 || self.scan_limit > SCAN_LIMIT_MAX {
             return Err(format!("--scan-limit must be 1..={SCAN_LIMIT_MAX}, got {}", self.scan_limit));
         }
-        if self.workload == Workload::TxnTransfer {
-            return Err("--workload txn-transfer is not available yet: it needs keel_client::TransactionClient, \
-                 which has not landed"
-                .into());
+        if self.workload == Workload::TxnTransfer && !self.etcd.is_empty() {
+            return Err("--workload txn-transfer runs against keel (--pd) only".into());
+        }
+        if self.workload == Workload::TxnTransfer && self.keys < 2 {
+            return Err(format!("--workload txn-transfer needs --keys of at least 2, got {}", self.keys));
         }
         Ok(())
     }
@@ -232,6 +262,23 @@ impl Driver {
         }
     }
 
+    /// One transaction: reads `a` and `b`, writes each with the other's value (or `value`
+    /// when absent), commits by `mode`. A conflict is an error like any other.
+    async fn transfer(&mut self, a: Vec<u8>, b: Vec<u8>, value: &[u8], mode: TxnMode) -> Result<(), String> {
+        let client = match self {
+            Driver::Keel(raw) => TransactionClient::with_raw(raw.clone()),
+            #[cfg(feature = "etcd")]
+            Driver::Etcd(_) => return Err("txn-transfer runs against keel only".into()),
+        };
+        let mut txn = client.begin_with_options(mode.options()).await.map_err(|e| e.to_string())?;
+        let pairs = txn.batch_get([a.clone(), b.clone()]).await.map_err(|e| e.to_string())?;
+        let of = |k: &[u8]| pairs.iter().find(|(key, _)| key == k).map_or(value.to_vec(), |(_, v)| v.clone());
+        let (va, vb) = (of(&a), of(&b));
+        txn.put(a, vb).map_err(|e| e.to_string())?;
+        txn.put(b, va).map_err(|e| e.to_string())?;
+        txn.commit().await.map(drop).map_err(|e| e.to_string())
+    }
+
     /// Writes several pairs in one request (atomically on etcd; per region on keel).
     async fn put_batch(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), String> {
         match self {
@@ -309,14 +356,18 @@ async fn client_task(id: usize, mut driver: Driver, args: BenchArgs, window: Win
         if started >= window.end {
             return;
         }
-        let k = key(rng.gen_range(0..args.keys));
+        let k_index = rng.gen_range(0..args.keys);
+        let k = key(k_index);
         let result = match args.workload {
             Workload::RawPut => driver.put(k, value.clone()).await,
             Workload::RawGet => driver.get(k).await.map(drop),
             Workload::RawMix if rng.gen_bool(0.5) => driver.get(k).await.map(drop),
             Workload::RawMix => driver.put(k, value.clone()).await,
             Workload::RawScan => driver.scan(k, args.scan_limit).await.map(drop),
-            Workload::TxnTransfer => Err("txn-transfer is not available yet".into()),
+            Workload::TxnTransfer => {
+                let other = key((k_index + rng.gen_range(1..args.keys)) % args.keys);
+                driver.transfer(k, other, &value, args.txn_mode).await
+            }
         };
         let measured = started >= window.measure_from;
         match result {
@@ -526,9 +577,21 @@ mod tests {
     }
 
     #[test]
-    fn txn_transfer_says_it_is_not_there_yet() {
-        let err = parse(&["--workload", "txn-transfer", "--pd", "a:1"]).unwrap().validate().unwrap_err();
-        assert!(err.contains("TransactionClient"), "{err}");
+    fn txn_transfer_takes_a_mode_and_two_keys_on_keel() {
+        let args = |extra: &[&str]| {
+            let mut a = vec!["--workload", "txn-transfer"];
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert_eq!(args(&["--pd", "a:1"]).unwrap().txn_mode, TxnMode::TwoPc);
+        for (flag, mode) in [("2pc", TxnMode::TwoPc), ("async", TxnMode::Async), ("1pc", TxnMode::OnePc)] {
+            let a = args(&["--pd", "a:1", "--txn-mode", flag]).unwrap();
+            assert_eq!(a.txn_mode, mode);
+            assert!(a.validate().is_ok());
+        }
+        assert!(args(&["--pd", "a:1", "--txn-mode", "3pc"]).is_err());
+        assert!(args(&["--pd", "a:1", "--keys", "1"]).unwrap().validate().is_err());
+        assert!(args(&["--etcd", "a:1"]).unwrap().validate().unwrap_err().contains("keel"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use keel_types::planted::PlantedBug;
 use keel_types::trace;
+use keel_workloads::check::check_history;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -57,19 +58,7 @@ impl RunConfig {
     }
 }
 
-/// Which checker judges a scenario's history.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum CheckModel {
-    /// Per-key linearizable compare-and-swap registers, initially absent.
-    CasRegister,
-    /// Bank: every read sums to `total`, no balance below zero.
-    Bank {
-        /// The invariant total.
-        total: i64,
-    },
-    /// Elle list-append transactions at snapshot isolation (G2-item allowed).
-    ListAppendSi,
-}
+pub use keel_workloads::check::CheckModel;
 
 thread_local! {
     static STATS: std::cell::RefCell<BTreeMap<String, u64>> = const { std::cell::RefCell::new(BTreeMap::new()) };
@@ -155,58 +144,6 @@ impl RunSummary {
 }
 
 /// Simulated time a run may take beyond its safety phase before it counts as a hang.
-/// Judges a history with jepsen-checker (outside the simulation: the checker may use threads).
-fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
-    use jepsen_checker::linear::{check, LinConfig, LinModel, LinVerdict};
-    let history = match jepsen_checker::parse(jsonl, Some(jepsen_checker::Format::Jsonl)) {
-        Ok(h) => h,
-        Err(e) => return Some(format!("history unreadable: {e:?}")),
-    };
-    let lin_model = match model {
-        CheckModel::CasRegister => LinModel::CasRegister,
-        CheckModel::Bank { total } => return check_bank(&history, total),
-        CheckModel::ListAppendSi => return check_list_append(&history),
-    };
-    let cfg =
-        LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
-    match check(&history, &cfg) {
-        Err(e) => Some(format!("history rejected by the checker: {e:?}")),
-        Ok(report) => match report.verdict {
-            LinVerdict::Valid => None,
-            LinVerdict::Invalid(v) => {
-                let explanation = jepsen_checker::linear::explain(&history, &v).join("; ");
-                Some(format!("not linearizable: {explanation}"))
-            }
-            LinVerdict::Unknown(why) => Some(format!("linearizability unknown: {why}")),
-        },
-    }
-}
-
-fn check_bank(history: &jepsen_checker::History, total: i64) -> Option<String> {
-    use jepsen_checker::bank::{check, BankConfig};
-    match check(history, &BankConfig { total: Some(total), negative_forbidden: true }) {
-        Err(e) => Some(format!("history rejected by the bank checker: {e:?}")),
-        Ok(report) if report.anomalies.is_empty() => None,
-        Ok(report) => {
-            let first = &report.anomalies[0];
-            Some(format!("bank: {} anomalies, first {}: {}", report.anomalies.len(), first.kind, first.explanation))
-        }
-    }
-}
-
-fn check_list_append(history: &jepsen_checker::History) -> Option<String> {
-    use jepsen_checker::elle::{check, Consistency, TxnModel};
-    match check(history, TxnModel::ListAppend, Consistency::SnapshotIsolation) {
-        Err(e) => Some(format!("history rejected by the list-append checker: {e:?}")),
-        Ok(report) if report.valid => None,
-        Ok(report) => {
-            let kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind.as_str()).collect();
-            let first = report.anomalies.first().map_or(String::new(), |a| a.explanation.clone());
-            Some(format!("not snapshot isolation: anomalies {kinds:?}; first: {first}"))
-        }
-    }
-}
-
 const RUN_OVERTIME_MAX: Duration = Duration::from_secs(600);
 
 /// Runs one seed and returns its summary. A panic anywhere in the simulation (an assertion

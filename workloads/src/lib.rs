@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod bank;
+pub mod check;
 pub mod history;
 pub mod list_append;
 pub mod register;

@@ -31,9 +31,10 @@ pub struct ConfigFlags {
 }
 
 /// Keys of a `keel pd` config file.
-const PD_KEYS: &[&str] = &["addr", "advertise-addr", "data-dir", "max-replicas", "log-level"];
+const PD_KEYS: &[&str] = &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "log-level"];
 /// Keys of a `keel server` config file.
-const SERVER_KEYS: &[&str] = &["pd-endpoints", "addr", "advertise-addr", "data-dir", "labels", "log-level"];
+const SERVER_KEYS: &[&str] =
+    &["pd-endpoints", "addr", "advertise-addr", "status-addr", "data-dir", "labels", "log-level"];
 
 /// What a `keel pd` config file sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct PdFile {
     pub addr: Option<String>,
     /// `advertise-addr`.
     pub advertise_addr: Option<String>,
+    /// `status-addr`.
+    pub status_addr: Option<String>,
     /// `data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `max-replicas`.
@@ -59,6 +62,8 @@ pub struct ServerFile {
     pub addr: Option<String>,
     /// `advertise-addr`.
     pub advertise_addr: Option<String>,
+    /// `status-addr`.
+    pub status_addr: Option<String>,
     /// `data-dir`.
     pub data_dir: Option<PathBuf>,
     /// `labels`, a table such as `{ zone = "a", host = "h1" }`.
@@ -134,6 +139,7 @@ pub fn parse_pd(text: &str) -> Result<PdFile, Vec<String>> {
     let file = PdFile {
         addr: c.address("addr"),
         advertise_addr: c.address("advertise-addr"),
+        status_addr: c.address("status-addr"),
         data_dir: c.get("data-dir", "a path string"),
         max_replicas,
         log_level: c.log_level(),
@@ -156,6 +162,7 @@ pub fn parse_server(text: &str) -> Result<ServerFile, Vec<String>> {
         pd_endpoints,
         addr: c.address("addr"),
         advertise_addr: c.address("advertise-addr"),
+        status_addr: c.address("status-addr"),
         data_dir: c.get("data-dir", "a path string"),
         labels,
         log_level: c.log_level(),
@@ -207,6 +214,9 @@ pub fn merge_pd(args: &mut PdArgs, file: PdFile, matches: &ArgMatches) {
     if let Some(v) = file.advertise_addr.filter(|_| !from_cli(matches, "advertise_addr")) {
         args.advertise_addr = Some(v);
     }
+    if let Some(v) = file.status_addr.filter(|_| !from_cli(matches, "status_addr")) {
+        args.status_addr = v;
+    }
     if let Some(v) = file.data_dir.filter(|_| !from_cli(matches, "data_dir")) {
         args.data_dir = v;
     }
@@ -225,6 +235,9 @@ pub fn merge_server(args: &mut ServerArgs, file: ServerFile, matches: &ArgMatche
     }
     if let Some(v) = file.advertise_addr.filter(|_| !from_cli(matches, "advertise_addr")) {
         args.advertise_addr = Some(v);
+    }
+    if let Some(v) = file.status_addr.filter(|_| !from_cli(matches, "status_addr")) {
+        args.status_addr = v;
     }
     if let Some(v) = file.data_dir.filter(|_| !from_cli(matches, "data_dir")) {
         args.data_dir = v;

@@ -1,5 +1,6 @@
 //! `keel ctl`: one-shot reads, writes and cluster inspection against a running cluster.
 
+use crate::ctl_admin;
 use clap::{Args, Subcommand};
 use keel_client::{PdClient, RawClient};
 
@@ -67,6 +68,34 @@ pub enum CtlCommand {
     Regions,
     /// Get one timestamp from PD's TSO.
     Tso,
+    /// Show the region holding KEY.
+    Region {
+        /// Key.
+        key: String,
+    },
+    /// Split the region holding KEY so that KEY starts a new region.
+    Split {
+        /// Split key.
+        key: String,
+    },
+    /// Move REGION's leadership to its voter on STORE (waits until PD sees the new leader).
+    TransferLeader {
+        /// Region id.
+        region: u64,
+        /// Store id.
+        store: u64,
+    },
+    /// Remove STORE: PD moves its replicas to other stores, then marks it Tombstone.
+    RemoveStore {
+        /// Store id.
+        store: u64,
+    },
+    /// Show PD's GC safe point, or advance it with --set (it never moves back).
+    GcSafepoint {
+        /// New safe point (a TSO timestamp).
+        #[arg(long)]
+        set: Option<u64>,
+    },
 }
 
 fn show(bytes: &[u8]) -> String {
@@ -127,21 +156,15 @@ pub async fn run(args: CtlArgs) -> Result<(), String> {
         }
         CtlCommand::Regions => {
             for r in pd.scan_regions(b"", b"", 0).await.map_err(|e| e.to_string())? {
-                let peers: Vec<String> = r.region.peers.iter().map(|p| format!("{}@{}", p.id, p.store_id)).collect();
-                let leader = r.leader.map_or("-".to_string(), |l| format!("{}@{}", l.id, l.store_id));
-                println!(
-                    "{}\t[{:?}, {:?})\tv{}/c{}\tleader {}\tpeers {}",
-                    r.region.id,
-                    show(&r.region.start_key),
-                    show(&r.region.end_key),
-                    r.region.epoch.version,
-                    r.region.epoch.conf_ver,
-                    leader,
-                    peers.join(",")
-                );
+                println!("{}", ctl_admin::format_region(&r));
             }
         }
         CtlCommand::Tso => println!("{}", pd.get_ts().await.map_err(|e| e.to_string())?),
+        CtlCommand::Region { key } => ctl_admin::region(&pd, key.into_bytes()).await?,
+        CtlCommand::Split { key } => ctl_admin::split(&pd, key.into_bytes()).await?,
+        CtlCommand::TransferLeader { region, store } => ctl_admin::transfer_leader(&pd, region, store).await?,
+        CtlCommand::RemoveStore { store } => ctl_admin::remove_store(&pd, store).await?,
+        CtlCommand::GcSafepoint { set } => ctl_admin::gc_safe_point(&pd, set).await?,
     }
     Ok(())
 }

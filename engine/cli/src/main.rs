@@ -4,12 +4,15 @@
 mod bench;
 mod config;
 mod ctl;
+mod ctl_admin;
 mod playground;
 mod process;
+mod status;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 #[derive(Parser)]
 #[command(
@@ -25,8 +28,23 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Log line format: text, or json (one JSON object per line, for log pipelines).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Append logs to this file instead of stderr.
+    #[arg(long, global = true)]
+    log_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +126,31 @@ fn config_check_result(path: &std::path::Path, result: Result<(), String>) -> Ex
     }
 }
 
+/// Sets up `tracing` from `--log-level`, `--log-format` and `--log-file`.
+fn init_logging(cli: &Cli) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| {
+        eprintln!("warning: bad --log-level {:?}; using info", cli.log_level);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let writer = match &cli.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open --log-file {}: {e}", path.display()))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(Mutex::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match cli.log_format {
+        LogFormat::Text => builder.with_ansi(cli.log_file.is_none()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -119,11 +162,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| {
-        eprintln!("warning: bad --log-level {:?}; using info", cli.log_level);
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 /// First storage node port; node i listens on `STORE_PORT_BASE + i`.
 const STORE_PORT_BASE: u16 = 20160;
+/// First storage node status port; node i serves HTTP on `STATUS_PORT_BASE + i`.
+const STATUS_PORT_BASE: u16 = 20180;
+/// PD's status address.
+const PD_STATUS_ADDR: &str = "127.0.0.1:2381";
 /// Most nodes a playground starts.
 const PLAYGROUND_NODES_MAX: usize = 16;
 
@@ -33,6 +37,7 @@ pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
         advertise_addr: None,
         data_dir: args.data_dir.join("pd"),
         max_replicas: args.nodes.min(3),
+        status_addr: PD_STATUS_ADDR.to_string(),
     };
     let mut tasks = vec![tokio::spawn(start_pd(pd))];
     let mut endpoints = Vec::new();
@@ -45,13 +50,17 @@ pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
             advertise_addr: None,
             data_dir: args.data_dir.join(format!("store-{}", i + 1)),
             labels: vec![format!("host=h{}", i + 1)],
+            status_addr: format!("127.0.0.1:{}", STATUS_PORT_BASE + i as u16),
         };
-        tasks.push(tokio::spawn(start_server(server)));
+        tasks.push(tokio::spawn(start_server(server, false)));
     }
     println!(
-        "keel playground: pd {} | stores {} | data {}",
+        "keel playground: pd {} | stores {} | status http {} and 127.0.0.1:{}-{} | data {}",
         args.pd_addr,
         endpoints.join(" "),
+        PD_STATUS_ADDR,
+        STATUS_PORT_BASE,
+        STATUS_PORT_BASE + args.nodes as u16 - 1,
         args.data_dir.display()
     );
     println!("try: keel ctl --pd {} put hello world && keel ctl --pd {} get hello", args.pd_addr, args.pd_addr);

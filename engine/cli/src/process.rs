@@ -1,12 +1,18 @@
-//! `keel pd` and `keel server`: one long-running process each, stopped by Ctrl-C/SIGTERM.
+//! `keel pd` and `keel server`: one long-running process each, stopped by Ctrl-C/SIGTERM
+//! (a server first hands its leaders to other stores).
 
+use crate::status::{Status, Target};
 use clap::Args;
-use keel_pd::PdConfig;
+use keel_pd::{Pd, PdConfig};
 use keel_server::NodeConfig;
 use keel_storage::FjallEngine;
 use keel_types::Clock;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a SIGTERM'd server waits for its leaders to move to other stores.
+const SHUTDOWN_TRANSFER_MAX: Duration = Duration::from_secs(10);
 
 /// Flags of `keel pd`.
 #[derive(Args, Clone)]
@@ -23,6 +29,9 @@ pub struct PdArgs {
     /// Replicas per region; the cluster bootstraps once this many stores have registered.
     #[arg(long, default_value_t = 3)]
     pub max_replicas: usize,
+    /// Address of the status HTTP server (/metrics, /status, /ready, /regions).
+    #[arg(long, default_value = "127.0.0.1:2381")]
+    pub status_addr: String,
 }
 
 /// Flags of `keel server`.
@@ -43,6 +52,9 @@ pub struct ServerArgs {
     /// Placement labels, e.g. zone=a,host=h1.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
+    /// Address of the status HTTP server (/metrics, /status, /ready, /regions).
+    #[arg(long, default_value = "127.0.0.1:20180")]
+    pub status_addr: String,
 }
 
 fn open_engine(dir: &Path) -> Result<Arc<FjallEngine>, String> {
@@ -79,28 +91,58 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Starts a PD and serves until its disk fails.
+/// Starts a PD (and its status server) and serves until its disk fails.
 pub async fn start_pd(args: PdArgs) -> Result<(), String> {
     let engine = open_engine(&args.data_dir)?;
     let listener =
         tokio::net::TcpListener::bind(&args.addr).await.map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let status = Status::start(&args.status_addr, "pd").await?;
     let mut config = PdConfig::new(args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone()));
     config.max_replicas = args.max_replicas;
-    eprintln!("keel pd listening on {} (data in {})", args.addr, args.data_dir.display());
-    keel_pd::run_pd(config, engine, Clock::new(), listener).await.map_err(|e| format!("pd stopped: {e}"))
+    let pd = Pd::open(config, engine, Clock::new()).map_err(|e| format!("pd cannot start: {e}"))?;
+    tracing::info!(cluster_id = pd.cluster_id(), addr = %args.addr, "pd: serving");
+    let pd = Arc::new(Mutex::new(pd));
+    status.attach(Target::Pd(pd.clone()));
+    eprintln!("keel pd listening on {} (status {}, data in {})", args.addr, args.status_addr, args.data_dir.display());
+    keel_pd::serve_pd(pd, listener).await.map_err(|e| format!("pd stopped: {e}"))
 }
 
-/// Starts a storage node and serves until its disk fails.
-pub async fn start_server(args: ServerArgs) -> Result<(), String> {
+/// Starts a storage node (and its status server) and serves until its disk fails or, with
+/// `graceful`, until Ctrl-C/SIGTERM (then hands its leaders away before it returns).
+pub async fn start_server(args: ServerArgs, graceful: bool) -> Result<(), String> {
     if args.pd.is_empty() {
         return Err("no PD endpoints: give --pd or pd-endpoints in --config".into());
     }
     let engine = open_engine(&args.data_dir)?;
+    let status = Status::start(&args.status_addr, "store").await?;
     let mut config = NodeConfig::new(args.addr.clone(), args.pd.clone());
     config.advertise_addr = args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone());
     config.labels = parse_labels(&args.labels)?;
-    eprintln!("keel server listening on {} (pd {}, data in {})", args.addr, args.pd.join(","), args.data_dir.display());
-    keel_server::run_node(config, engine, Clock::new()).await.map_err(|e| format!("server stopped: {e}"))
+    let mut node =
+        keel_server::start_node(config, engine, Clock::new()).await.map_err(|e| format!("server cannot start: {e}"))?;
+    status.attach(Target::Store { store: node.store().clone(), data_dir: args.data_dir.clone() });
+    eprintln!(
+        "keel server listening on {} (status {}, pd {}, data in {})",
+        args.addr,
+        args.status_addr,
+        args.pd.join(","),
+        args.data_dir.display()
+    );
+    if !graceful {
+        return node.wait().await.map_err(|e| format!("server stopped: {e}"));
+    }
+    tokio::select! {
+        r = node.wait() => r.map_err(|e| format!("server stopped: {e}")),
+        _ = shutdown_signal() => {
+            eprintln!("keel server: shutting down (moving leaders to other stores)");
+            let left = node.shutdown(SHUTDOWN_TRANSFER_MAX).await;
+            if left > 0 {
+                eprintln!("keel server: still led {left} region(s) after {SHUTDOWN_TRANSFER_MAX:?}; they re-elect");
+            }
+            eprintln!("keel server: stopped");
+            Ok(())
+        }
+    }
 }
 
 /// `keel pd`.
@@ -113,8 +155,5 @@ pub async fn run_pd(args: PdArgs) -> Result<(), String> {
 
 /// `keel server`.
 pub async fn run_server(args: ServerArgs) -> Result<(), String> {
-    tokio::select! {
-        r = start_server(args) => r,
-        _ = shutdown_signal() => { eprintln!("keel server: shutting down"); Ok(()) }
-    }
+    start_server(args, true).await
 }

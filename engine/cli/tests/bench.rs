@@ -34,7 +34,17 @@ fn keel(args: &[String]) -> Proc {
 
 fn start_cluster(dir: &Path) -> Vec<Proc> {
     let pd = format!("127.0.0.1:{PD_PORT}");
-    let mut procs = vec![keel(&["pd".into(), "--addr".into(), pd.clone(), "--data-dir".into(), path(dir, "pd")])];
+    // Status servers on any free port: the defaults would collide between processes.
+    let status_any = "127.0.0.1:0".to_string();
+    let mut procs = vec![keel(&[
+        "pd".into(),
+        "--addr".into(),
+        pd.clone(),
+        "--data-dir".into(),
+        path(dir, "pd"),
+        "--status-addr".into(),
+        status_any.clone(),
+    ])];
     for i in 0..3u16 {
         procs.push(keel(&[
             "server".into(),
@@ -44,6 +54,8 @@ fn start_cluster(dir: &Path) -> Vec<Proc> {
             format!("127.0.0.1:{}", STORE_PORT_BASE + i),
             "--data-dir".into(),
             path(dir, &format!("store-{i}")),
+            "--status-addr".into(),
+            status_any.clone(),
         ]));
     }
     let started = Instant::now();

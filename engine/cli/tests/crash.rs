@@ -51,7 +51,8 @@ impl Drop for Proc {
 
 fn pd_args(dir: &Path) -> Vec<String> {
     let addr = format!("127.0.0.1:{PD_PORT}");
-    vec!["pd".into(), "--addr".into(), addr, "--data-dir".into(), dir.join("pd").display().to_string()]
+    let data = dir.join("pd").display().to_string();
+    vec!["pd".into(), "--addr".into(), addr, "--status-addr".into(), "127.0.0.1:0".into(), "--data-dir".into(), data]
 }
 
 fn store_args(dir: &Path, i: u16) -> Vec<String> {
@@ -61,6 +62,8 @@ fn store_args(dir: &Path, i: u16) -> Vec<String> {
         format!("127.0.0.1:{PD_PORT}"),
         "--addr".into(),
         format!("127.0.0.1:{}", STORE_PORT_BASE + i),
+        "--status-addr".into(),
+        "127.0.0.1:0".into(),
         "--data-dir".into(),
         dir.join(format!("store-{i}")).display().to_string(),
     ]

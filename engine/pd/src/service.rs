@@ -26,13 +26,19 @@ impl PdCaller {
         PdCaller { pd, stopped: Arc::new(Notify::new()) }
     }
 
-    /// Answers one request.
+    /// Answers one request (and records its latency per method).
     pub(crate) fn call(&self, req: PdRequest) -> PdResult {
+        let method = req.method();
+        let start = tokio::time::Instant::now();
         let (result, failed) = {
             let mut pd = self.pd.lock().unwrap_or_else(|e| e.into_inner());
             let result = pd.handle(req);
             (result, pd.failure().is_some())
         };
+        keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
+        if result.is_err() {
+            keel_metrics::RPC_ERRORS.with_label_values(&[method]).inc();
+        }
         if failed {
             self.stopped.notify_one();
         }

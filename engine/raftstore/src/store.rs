@@ -251,7 +251,10 @@ impl Store {
                 let peer = self.peers.get_mut(&ctx.region_id).expect("checked");
                 let cmd = RaftCmd { region_id: ctx.region_id, epoch: peer.region().epoch, body };
                 match encode(&cmd) {
-                    Ok(data) => peer.propose(data, reply),
+                    Ok(data) => {
+                        keel_metrics::RAFT_PROPOSALS.inc();
+                        peer.propose(data, reply)
+                    }
                     Err(e) => {
                         let _ = reply.send(Err(StoreError::Unavailable(format!("command does not encode: {e}"))));
                     }
@@ -537,7 +540,7 @@ impl Store {
                 );
                 must_sync = true;
             }
-            peer.apply_committed(rd.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
+            apply_measured(peer, rd.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
             let store = peer.raw.mut_store();
             store.append(&mut batch, rd.entries());
             if let Some(hs) = rd.hs() {
@@ -567,7 +570,7 @@ impl Store {
             }
             msgs.extend(light.take_messages());
             outbox.push((region_id, msgs));
-            peer.apply_committed(light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
+            apply_measured(peer, light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
             peer.raw.advance_apply();
         }
         if !batch.is_empty() {
@@ -579,9 +582,14 @@ impl Store {
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), String> {
         trace::record("store.write", &[batch.len() as u8, sync as u8]);
+        let start = tokio::time::Instant::now();
         self.engine
             .write(batch, WriteOptions { sync })
-            .map_err(|e| format!("store {}: disk write failed, stopping: {e}", self.cfg.store_id))
+            .map_err(|e| format!("store {}: disk write failed, stopping: {e}", self.cfg.store_id))?;
+        if sync {
+            keel_metrics::SYNC_DURATION.observe(start.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     fn finish_round(&mut self, effects: ApplyEffects, new_leaders: Vec<RegionId>) -> Result<(), String> {
@@ -711,4 +719,24 @@ fn heartbeat(peer: &Peer, cfg: &StoreConfig) -> RegionHeartbeat {
         approximate_keys: stats.keys,
         ..Default::default()
     }
+}
+
+/// Applies a peer's committed entries, counting them and timing the apply for `/metrics`.
+fn apply_measured(
+    peer: &mut Peer,
+    entries: Vec<raft::eraftpb::Entry>,
+    batch: &mut WriteBatch,
+    overlay: &mut Overlay,
+    effects: &mut ApplyEffects,
+) -> Result<(), String> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let count = entries.len() as u64;
+    keel_metrics::RAFT_COMMITS.inc_by(count);
+    let start = tokio::time::Instant::now();
+    peer.apply_committed(entries, batch, overlay, effects)?;
+    keel_metrics::APPLY_DURATION.observe(start.elapsed().as_secs_f64());
+    keel_metrics::RAFT_APPLIES.inc_by(count);
+    Ok(())
 }

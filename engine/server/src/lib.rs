@@ -15,7 +15,9 @@ mod grpc;
 mod node;
 mod pd_reporter;
 mod raw;
+mod running;
 mod service;
 mod transport;
 
-pub use node::{run_node, NodeConfig, NodeError};
+pub use node::{run_node, start_node, NodeConfig, NodeError};
+pub use running::Node;

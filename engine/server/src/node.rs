@@ -4,6 +4,7 @@
 use crate::pd_reporter::PdForwarder;
 use crate::service;
 use crate::transport::RpcTransport;
+use crate::Node;
 use keel_client::{PdClient, PdClientError};
 use keel_raftstore::{keys, Store, StoreConfig, StoreHandle};
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
@@ -79,6 +80,13 @@ const PD_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Runs a storage node until its store loop fails (disk error) — in production the process
 /// then exits and a supervisor restarts it; in the simulator the node is restarted.
 pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock) -> Result<(), NodeError> {
+    start_node(config, engine, clock).await?.wait().await
+}
+
+/// Starts a storage node: identity, registration, store loop, RPC service and background
+/// tasks. The returned [`Node`] runs until [`Node::wait`] sees the store loop end, or until
+/// [`Node::shutdown`].
+pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock) -> Result<Node, NodeError> {
     let pd = PdClient::new(config.pd_endpoints.clone());
     let ident = load_or_create_ident(&*engine, &pd).await?;
     let listener = TcpListener::bind(&config.listen_addr)
@@ -102,23 +110,19 @@ pub async fn run_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Clock)
     #[cfg(not(madsim))]
     let grpc = crate::grpc::service(handle.clone(), pd.clone(), txn.clone(), clock.clone());
     let native = move |req| service::handle(svc_store.clone(), svc_pd.clone(), txn.clone(), clock.clone(), req);
+    let mut tasks = Vec::new();
     #[cfg(not(madsim))]
     {
         let (tx, rx) = tokio::sync::mpsc::channel(keel_kvproto::GRPC_CONNECTIONS_QUEUED_MAX);
-        tokio::spawn(keel_kvproto::serve_grpc(rx, grpc));
-        tokio::spawn(keel_rpc::serve_mux(listener, native, tx));
+        tasks.push(tokio::spawn(keel_kvproto::serve_grpc(rx, grpc)));
+        tasks.push(tokio::spawn(keel_rpc::serve_mux(listener, native, tx)));
     }
     #[cfg(madsim)]
-    tokio::spawn(keel_rpc::serve(listener, native));
-    tokio::spawn(bootstrap(handle.clone(), pd.clone()));
-    tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval));
+    tasks.push(tokio::spawn(keel_rpc::serve(listener, native)));
+    tasks.push(tokio::spawn(bootstrap(handle.clone(), pd.clone())));
+    tasks.push(tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval)));
     tracing::info!(store_id = ident.store_id, addr = %config.advertise_addr, "store: serving");
-
-    match store_task.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(NodeError::Storage(e)),
-        Err(e) => Err(NodeError::Storage(format!("store loop panicked: {e}"))),
-    }
+    Ok(Node { store: handle, store_task, tasks })
 }
 
 async fn load_or_create_ident(engine: &dyn Engine, pd: &PdClient) -> Result<StoreIdent, NodeError> {

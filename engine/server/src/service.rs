@@ -10,8 +10,25 @@ use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse,
 use keel_types::{Clock, Region, RegionError};
 use std::sync::Arc;
 
-/// Answers one store request.
+/// Answers one store request (and records its latency per method).
 pub async fn handle(
+    store: StoreHandle,
+    pd: PdClient,
+    txn: Arc<TxnService>,
+    clock: Clock,
+    req: StoreRequest,
+) -> StoreResult {
+    let method = req.method();
+    let start = tokio::time::Instant::now();
+    let result = dispatch(store, pd, txn, clock, req).await;
+    keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
+    if result.is_err() {
+        keel_metrics::RPC_ERRORS.with_label_values(&[method]).inc();
+    }
+    result
+}
+
+async fn dispatch(
     store: StoreHandle,
     pd: PdClient,
     txn: Arc<TxnService>,

@@ -290,6 +290,7 @@ impl TxnService {
                     dedup(keys).into_iter().cloned().collect()
                 };
                 actions::resolve_lock(&mut txn, &reader, &keys, *start_ts, *commit_ts)?;
+                keel_metrics::TXN_LOCK_RESOLUTIONS.inc_by(keys.len() as u64);
                 TxnResponse::Done
             }
             TxnCommand::TxnHeartBeat { primary, start_ts, advise_ttl_ms } => TxnResponse::HeartBeat {

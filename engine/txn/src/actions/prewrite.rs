@@ -150,6 +150,7 @@ fn prewrite_key(txn: &mut MvccTxn, reader: &MvccReader<'_>, props: &PrewriteProp
             return Ok(KeyOutcome::AlreadyLocked(lock));
         }
         if !enabled(PlantedBug::PrewriteIgnoresLock) {
+            keel_metrics::TXN_CONFLICTS.inc();
             return Err(KeyError::Locked { lock: lock.info(key) }.into());
         }
     }
@@ -161,6 +162,7 @@ fn prewrite_key(txn: &mut MvccTxn, reader: &MvccReader<'_>, props: &PrewriteProp
         return Err(KeyError::RolledBack { start_ts }.into());
     }
     if let Some((commit_ts, w)) = newer.iter().find(|(c, _)| *c > start_ts) {
+        keel_metrics::TXN_CONFLICTS.inc();
         return Err(KeyError::WriteConflict {
             start_ts,
             conflict_start_ts: w.start_ts,

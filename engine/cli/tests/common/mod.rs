@@ -1,0 +1,180 @@
+//! Shared by the real-process tests: a cluster of separate `keel` processes on free loopback
+//! ports (PD + N stores, each with a status server), kill -9 / SIGTERM / restart of any of
+//! them, and a minimal HTTP GET for the status endpoints.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh cluster may take to elect and serve its first write.
+pub const READY_MAX: Duration = Duration::from_secs(60);
+
+/// `n` distinct free loopback ports (bound together, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+}
+
+/// One `keel` process that can be killed and restarted with the same arguments.
+pub struct Proc {
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `keel ARGS`, logging to `log` (at warn level unless ARGS set `--log-level`).
+    pub fn start(args: Vec<String>, log: PathBuf) -> Proc {
+        let mut p = Proc { args, child: None, log };
+        p.restart();
+        p
+    }
+
+    /// Starts the process again (it must not be running).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "process already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let default_level: &[&str] =
+            if self.args.iter().any(|a| a == "--log-level") { &[] } else { &["--log-level", "warn"] };
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(default_level)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn keel");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit; None if it did not exit in time
+    /// (then it is killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut c = self.child.take().expect("process running");
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        let rc = unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM failed");
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = c.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A PD and `stores` storage nodes, each its own process, on free ports.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub pd: Proc,
+    pub stores: Vec<Proc>,
+    pub pd_addr: String,
+    pub pd_status: String,
+    pub store_addrs: Vec<String>,
+    pub store_status: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts the processes (it does not wait for them; see [`Cluster::wait_ready`]).
+    pub fn start(dir: &Path, stores: usize, pd_extra: &[&str]) -> Cluster {
+        let ports = free_ports(2 + 2 * stores);
+        let addr = |p: u16| format!("127.0.0.1:{p}");
+        let pd_addr = addr(ports[0]);
+        let pd_status = addr(ports[1]);
+        let mut pd_args: Vec<String> = vec![
+            "pd".into(),
+            "--addr".into(),
+            pd_addr.clone(),
+            "--status-addr".into(),
+            pd_status.clone(),
+            "--data-dir".into(),
+            dir.join("pd").display().to_string(),
+        ];
+        pd_args.extend(pd_extra.iter().map(|s| s.to_string()));
+        let pd = Proc::start(pd_args, dir.join("pd.log"));
+        let store_addrs: Vec<String> = (0..stores).map(|i| addr(ports[2 + 2 * i])).collect();
+        let store_status: Vec<String> = (0..stores).map(|i| addr(ports[3 + 2 * i])).collect();
+        let stores = (0..stores)
+            .map(|i| {
+                Proc::start(
+                    vec![
+                        "server".into(),
+                        "--pd".into(),
+                        pd_addr.clone(),
+                        "--addr".into(),
+                        store_addrs[i].clone(),
+                        "--status-addr".into(),
+                        store_status[i].clone(),
+                        "--data-dir".into(),
+                        dir.join(format!("store-{i}")).display().to_string(),
+                    ],
+                    dir.join(format!("store-{i}.log")),
+                )
+            })
+            .collect();
+        Cluster { dir: dir.to_path_buf(), pd, stores, pd_addr, pd_status, store_addrs, store_status }
+    }
+
+    /// Waits until a write through `keel ctl` succeeds.
+    pub fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            if self.ctl(&["put", "ready", "1"]).0 {
+                return;
+            }
+            assert!(started.elapsed() < READY_MAX, "cluster not ready after {READY_MAX:?}; logs in {:?}", self.dir);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs `keel ctl --pd PD ARGS`: (success, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["--log-level", "error", "ctl", "--pd", &self.pd_addr])
+            .args(args)
+            .output()
+            .expect("run keel ctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Index of the store process listening on `address`.
+    pub fn store_index(&self, address: &str) -> usize {
+        self.store_addrs.iter().position(|a| a == address).expect("a store of this cluster")
+    }
+}
+
+/// `GET path` from `addr` over HTTP/1.0: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, body.to_string()))
+}

@@ -304,6 +304,16 @@ impl Store {
         {
             return Ok(false);
         }
+        // Never over a replica this store already holds: a store that restarted before it
+        // ever created the bootstrap region may meanwhile have received (by snapshot) a
+        // region split off it; creating the whole-range bootstrap region over that, then
+        // catching it up by snapshot, cleared the old (whole) range and wiped the newer
+        // replica's data (list-append swarm seed 34: lost appends, an SI violation). The
+        // region's leader creates this store's replica by message instead.
+        if let Some(other) = self.peers.values().find(|p| p.is_initialized() && p.region().overlaps(&region)) {
+            trace_event!("store.create_refused", "s{} {}: overlaps {:?}", self.cfg.store_id, region.id, other.region());
+            return Ok(false);
+        }
         let mut batch = WriteBatch::new();
         PeerStorage::write_initial_state(&mut batch, &region);
         self.engine.write(batch, WriteOptions::SYNC).map_err(|e| e.to_string())?;

@@ -57,6 +57,12 @@ pub struct Region {
 }
 
 impl Region {
+    /// True when the two regions' ranges share a key (an empty end is unbounded).
+    pub fn overlaps(&self, other: &Region) -> bool {
+        (other.end_key.is_empty() || self.start_key < other.end_key)
+            && (self.end_key.is_empty() || other.start_key < self.end_key)
+    }
+
     /// True when `key` lies in `[start_key, end_key)`.
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= self.start_key.as_slice() && (self.end_key.is_empty() || key < self.end_key.as_slice())

@@ -7,12 +7,8 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, RunConfig, ScenarioOutcome};
-use crate::scenario::register::start_cluster;
-use keel_client::RawClient;
-use keel_workloads::register::{run_process, Progress, RegisterConfig};
-use keel_workloads::History;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use crate::scenario::register::{spawn_processes, start_cluster};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::sleep;
 
@@ -47,20 +43,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     add_stat("cpu_ms_idle_30s", cpu_ms() - cpu);
 
     let cpu = cpu_ms();
-    let history = History::new();
-    let progress = Progress::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for p in 0..PROCESSES {
-        let name = format!("client-{p}");
-        cluster.add_client(&name);
-        let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.clone());
-        let seed: u64 = madsim::rand::random();
-        tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
-            run_process(client, history, progress, p, RegisterConfig::default(), seed, stop).await;
-        }));
-    }
+    let (history, _progress, stop, tasks) = spawn_processes(&mut cluster, &pd_addr, PROCESSES);
     sleep(PHASE).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {

@@ -64,25 +64,36 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (
     (pd_addr, names)
 }
 
-/// Runs the scenario.
-pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
-    let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
-    cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
+/// Starts `processes` register clients on nodes `client-0..`, each on its own seed; returns
+/// their shared history and progress, the flag that stops them, and their tasks.
+pub(crate) fn spawn_processes(
+    cluster: &mut Cluster,
+    pd_addr: &str,
+    processes: u64,
+) -> (History, Progress, Arc<AtomicBool>, Vec<madsim::task::JoinHandle<()>>) {
     let history = History::new();
     let progress = Progress::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for p in 0..PROCESSES {
+    for p in 0..processes {
         let name = format!("client-{p}");
         cluster.add_client(&name);
-        let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.clone());
+        let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.to_string());
         let seed: u64 = madsim::rand::random();
         tasks.push(cluster.spawn_on(&name, async move {
             let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
             run_process(client, history, progress, p, RegisterConfig::default(), seed, stop).await;
         }));
     }
+    (history, progress, stop, tasks)
+}
+
+/// Runs the scenario.
+pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
+    let mut cluster = Cluster::new();
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
+    cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
+    let (history, progress, stop, tasks) = spawn_processes(&mut cluster, &pd_addr, PROCESSES);
 
     let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
     let mut violation =

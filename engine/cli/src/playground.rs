@@ -25,12 +25,22 @@ pub struct PlaygroundArgs {
     /// PD address.
     #[arg(long, default_value = "127.0.0.1:2379")]
     pub pd_addr: String,
+    /// Number of PD members. PD is not replicated yet, so only 1 is accepted; the flag
+    /// exists so that asking for more is a clear error rather than an unknown flag.
+    #[arg(long = "pd", default_value_t = 1)]
+    pub pd_members: usize,
 }
 
 /// Runs the playground until Ctrl-C.
 pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
     if args.nodes == 0 || args.nodes > PLAYGROUND_NODES_MAX {
         return Err(format!("--nodes must be 1..={PLAYGROUND_NODES_MAX}, got {}", args.nodes));
+    }
+    if args.pd_members != 1 {
+        return Err(format!(
+            "--pd {}: PD is not replicated yet, a playground runs exactly one PD member (--pd 1)",
+            args.pd_members
+        ));
     }
     let pd = PdArgs {
         addr: args.pd_addr.clone(),

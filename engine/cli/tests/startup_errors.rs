@@ -1,6 +1,7 @@
 //! Start-up failures a user can cause are clear errors (exit 1 and a message naming the
 //! problem), never a panic or a half-started process: a data directory that cannot be
-//! created or written, and a status address already in use.
+//! created or written, a status address already in use, and a replicated PD asked of the
+//! playground before PD can be replicated.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -29,6 +30,18 @@ fn unusable_data_dir_is_a_clear_error() {
     assert_clear_failure(&out, "cannot create data dir");
     let out = keel(&["pd", "--addr", "127.0.0.1:0", "--status-addr", "127.0.0.1:0", "--data-dir", data]);
     assert_clear_failure(&out, "cannot create data dir");
+    // The data dir is an existing regular file.
+    let file = file.to_str().expect("utf-8");
+    let out = keel(&["server", "--pd", "127.0.0.1:1", "--status-addr", "127.0.0.1:0", "--data-dir", file]);
+    assert_clear_failure(&out, "cannot create data dir");
+}
+
+#[test]
+fn playground_with_several_pd_members_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8");
+    let out = keel(&["playground", "--pd", "3", "--data-dir", data, "--pd-addr", "127.0.0.1:0"]);
+    assert_clear_failure(&out, "PD is not replicated yet");
 }
 
 #[test]

@@ -1,17 +1,22 @@
 //! The serving side: one reader and one writer task per connection, one task per call, so a
-//! slow call never blocks the others on its connection.
+//! slow call never blocks the others on its connection. At most `RPC_IN_FLIGHT_MAX` calls of
+//! one connection run at once: beyond that the reader stops reading, so a client that floods
+//! requests (or never reads its replies) is held back by TCP instead of growing the server's
+//! memory without bound.
 
 use crate::codec::{framing, Envelope};
 use crate::Message;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use keel_types::codec::{decode, encode};
+use keel_types::limits::RPC_IN_FLIGHT_MAX;
 use keel_types::trace;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Responses queued for one connection's writer before handlers wait.
@@ -56,6 +61,7 @@ where
     let mut frames = FramedRead::new(read_half, framing());
     let mut sink = FramedWrite::new(write_half, framing());
     let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSES_QUEUED_MAX);
+    let in_flight = Arc::new(Semaphore::new(RPC_IN_FLIGHT_MAX));
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             if let Err(err) = sink.send(frame).await {
@@ -65,6 +71,8 @@ where
         }
     });
     loop {
+        // Taken before reading the next frame: a connection at its limit is not read from.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
         let frame = match frames.next().await {
             None => break,
             Some(Ok(frame)) => frame,
@@ -91,6 +99,7 @@ where
                 }
                 Err(err) => tracing::error!(%err, "response could not be encoded"),
             }
+            drop(permit);
         });
     }
     writer.abort();

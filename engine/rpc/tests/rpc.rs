@@ -1,6 +1,7 @@
 //! The RPC layer under abuse: many calls in flight, a malformed frame, an oversize frame
-//! (both on real sockets and in the simulator), a peer killed mid-call and a partition
-//! (in the simulator, where those faults can be injected).
+//! (both on real sockets and in the simulator), a flood of calls that never finish (real
+//! sockets), a peer killed mid-call and a partition (in the simulator, where those faults
+//! can be injected).
 
 use keel_rpc::{serve, RpcClient, RpcError};
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,54 @@ fn real_sockets_survive_bad_frames_and_multiplex_calls() {
         let addr = start_server("127.0.0.1:0").await;
         many_calls_in_flight(addr.clone()).await;
         bad_frames_close_only_their_connection(addr).await;
+    });
+}
+
+/// A connection that sends far more calls than the in-flight limit, none of which finishes,
+/// never has more than `RPC_IN_FLIGHT_MAX` of them running: the server stops reading it.
+#[cfg(not(madsim))]
+#[test]
+fn a_flooding_connection_is_held_to_the_in_flight_limit() {
+    use keel_types::limits::RPC_IN_FLIGHT_MAX;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    block_on(async {
+        let running = Arc::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let counter = running.clone();
+        tokio::spawn(serve(listener, move |_req: Req| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<u64>().await
+            }
+        }));
+        let mut frames = Vec::new();
+        for id in 0..(RPC_IN_FLIGHT_MAX as u64 + 1000) {
+            // The wire shape of an envelope: (call id, body).
+            let body = keel_types::codec::encode(&(id, Req::Echo(id))).expect("encode");
+            frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            frames.extend_from_slice(&body);
+        }
+        let mut raw = TcpStream::connect(&addr).await.expect("connect");
+        raw.write_all(&frames).await.expect("write");
+        // Wait until the running count stops moving.
+        let mut last = usize::MAX;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = running.load(Ordering::SeqCst);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        assert_eq!(running.load(Ordering::SeqCst), RPC_IN_FLIGHT_MAX);
+        // Other connections are still served (a fresh server task per connection).
+        let good: Client = RpcClient::new(addr);
+        assert!(matches!(good.call(Req::Echo(1), Duration::from_millis(200)).await, Err(RpcError::Timeout { .. })));
+        assert_eq!(running.load(Ordering::SeqCst), RPC_IN_FLIGHT_MAX + 1, "a new connection gets its own budget");
     });
 }
 

@@ -31,7 +31,7 @@ pub struct BankConfig {
 
 impl Default for BankConfig {
     fn default() -> Self {
-        BankConfig { accounts: 5, initial: 100, transfer_max: 5, think_time_max: Duration::from_millis(20) }
+        BankConfig { accounts: 64, initial: 100, transfer_max: 5, think_time_max: Duration::from_millis(20) }
     }
 }
 

@@ -27,7 +27,7 @@ pub struct ListAppendConfig {
 
 impl Default for ListAppendConfig {
     fn default() -> Self {
-        ListAppendConfig { keys: 8, ops_max: 4, think_time_max: Duration::from_millis(20) }
+        ListAppendConfig { keys: 32, ops_max: 4, think_time_max: Duration::from_millis(20) }
     }
 }
 

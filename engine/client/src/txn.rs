@@ -40,7 +40,7 @@ use keel_types::proto::txn::{Mutation, MutationOp, SecondaryLocksStatus, TxnComm
 use keel_types::{Region, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -55,6 +55,9 @@ const PREWRITE_LOCK_RETRIES_MAX: u32 = 3;
 const LOCK_BACKOFF_INITIAL: Duration = Duration::from_millis(20);
 /// Longest pause of a reader waiting for a live lock.
 const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Decided transactions (start_ts → commit_ts) a client remembers, so the many locks of one
+/// decided transaction cost one `CheckTxnStatus`, not one each.
+const DECIDED_CACHE_MAX: usize = 4096;
 
 /// How a transaction commits.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -122,6 +125,9 @@ fn bump(c: &AtomicU64) {
 pub struct TransactionClient {
     raw: RawClient,
     counters: Arc<Counters>,
+    /// Outcomes of other transactions learnt while resolving their locks (ZERO: rolled
+    /// back); at most [`DECIDED_CACHE_MAX`], the oldest forgotten first.
+    decided: Arc<Mutex<BTreeMap<Timestamp, Timestamp>>>,
 }
 
 impl std::fmt::Debug for TransactionClient {
@@ -143,7 +149,7 @@ impl TransactionClient {
 
     /// A transactional client sharing `raw`'s routing and connections. Does no I/O.
     pub fn with_raw(raw: RawClient) -> TransactionClient {
-        TransactionClient { raw, counters: Arc::default() }
+        TransactionClient { raw, counters: Arc::default(), decided: Arc::default() }
     }
 
     /// The PD client (timestamps).
@@ -190,6 +196,7 @@ impl TransactionClient {
             options,
             mutations: BTreeMap::new(),
             state: State::Active,
+            resolved_locks: Mutex::default(),
         }
     }
 
@@ -231,6 +238,38 @@ impl TransactionClient {
         Ok((keys, answer))
     }
 
+    /// Splits `keys` into one set per region as the region cache knows them (asking PD for
+    /// regions it does not know). A key whose region cannot be found joins the last set:
+    /// a group routes key by key anyway, so grouping only buys parallelism.
+    async fn group_by_region(&self, keys: &BTreeSet<Vec<u8>>) -> Vec<BTreeSet<Vec<u8>>> {
+        let mut groups: Vec<BTreeSet<Vec<u8>>> = Vec::new();
+        let mut rest = keys.clone();
+        while let Some(first) = rest.first().cloned() {
+            let group: BTreeSet<Vec<u8>> = match self.raw.region_cache().locate_key(&first).await {
+                Ok(located) => rest.range::<[u8], _>(region_bounds(&located.region)).cloned().collect(),
+                Err(_) => std::mem::take(&mut rest),
+            };
+            // A stale cache entry may not cover `first`; never loop on an empty group.
+            let group = if group.is_empty() { BTreeSet::from([first]) } else { group };
+            rest.retain(|k| !group.contains(k));
+            groups.push(group);
+        }
+        groups
+    }
+
+    /// Commits `keys` of a transaction whose commit point has passed, in a background task:
+    /// the caller's commit is already decided, and a lock left behind (the task fails or
+    /// the process exits) is resolved by the next reader from the primary's record.
+    fn commit_in_background(&self, keys: BTreeSet<Vec<u8>>, start_ts: Timestamp, commit_ts: Timestamp) {
+        if keys.is_empty() {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            let _ = client.each_region("commit", &keys, |keys| TxnCommand::Commit { keys, start_ts, commit_ts }).await;
+        });
+    }
+
     /// Sends `make(keys)` to every region holding some of `keys`, ignoring key errors
     /// (best effort: commits of secondaries, rollbacks, resolves). Stops at the first
     /// client error.
@@ -253,25 +292,92 @@ impl TransactionClient {
         Ok(())
     }
 
-    /// Settles `lock` if its transaction is decided (or expired). `Ok(true)`: the lock is
-    /// gone (resolved by us or someone else); `Ok(false)`: its owner is alive, back off.
-    async fn resolve_lock(&self, lock: &LockInfo, caller_start_ts: Timestamp) -> Result<bool> {
+    /// Settles `locks` (all met in one region) for a caller reading at `caller_start_ts`
+    /// (ZERO: a writer): one resolution per transaction, the transactions in parallel.
+    /// Returns each transaction's fate.
+    async fn resolve_locks(
+        &self,
+        locks: &[LockInfo],
+        caller_start_ts: Timestamp,
+    ) -> Result<Vec<(Timestamp, LockFate)>> {
+        let mut by_txn: BTreeMap<Timestamp, &LockInfo> = BTreeMap::new();
+        for lock in locks {
+            by_txn.entry(lock.start_ts).or_insert(lock);
+        }
+        let fates = futures::future::join_all(by_txn.values().map(|l| self.resolve_lock(l, caller_start_ts))).await;
+        by_txn.keys().copied().zip(fates).map(|(ts, fate)| fate.map(|f| (ts, f))).collect()
+    }
+
+    /// Settles `lock` if its transaction is decided (or expired); see [`LockFate`].
+    async fn resolve_lock(&self, lock: &LockInfo, caller_start_ts: Timestamp) -> Result<LockFate> {
+        if let Some(commit_ts) = self.decided(lock.start_ts) {
+            return self.settle_decided(lock, commit_ts, caller_start_ts).await;
+        }
         let current_ts = self.timestamp("resolve_lock").await?;
         let expired = current_ts.physical_ms() >= lock.start_ts.physical_ms().saturating_add(lock.ttl_ms);
         let status = self.check_txn_status(lock, caller_start_ts, current_ts, expired, false).await?;
-        let Some(status) = status else { return Ok(false) };
+        let Some(status) = status else { return Ok(LockFate::Alive) };
         match status {
-            TxnStatus::Committed { commit_ts } => self.resolve_region_of(lock, commit_ts).await.map(|()| true),
-            TxnStatus::RolledBack { .. } => self.resolve_region_of(lock, Timestamp::ZERO).await.map(|()| true),
+            TxnStatus::Committed { commit_ts } => {
+                self.remember_decided(lock.start_ts, commit_ts);
+                self.settle_decided(lock, commit_ts, caller_start_ts).await
+            }
+            TxnStatus::RolledBack { .. } => {
+                self.remember_decided(lock.start_ts, Timestamp::ZERO);
+                self.settle_decided(lock, Timestamp::ZERO, caller_start_ts).await
+            }
             TxnStatus::Locked { lock: primary, .. } => {
                 let primary_expired =
                     current_ts.physical_ms() >= primary.start_ts.physical_ms().saturating_add(primary.ttl_ms);
                 if primary.use_async_commit && primary_expired {
                     self.resolve_async(lock, &primary, current_ts).await
+                } else if !primary.use_async_commit
+                    && caller_start_ts != Timestamp::ZERO
+                    && primary.min_commit_ts > caller_start_ts
+                {
+                    Ok(LockFate::Invisible)
                 } else {
-                    Ok(false)
+                    Ok(LockFate::Alive)
                 }
             }
+        }
+    }
+
+    /// Resolves the locks of `lock`'s decided transaction (committed at `commit_ts`, or
+    /// rolled back: ZERO) in its region. A reader whose snapshot cannot see the outcome (a
+    /// rollback, or a commit after `caller_start_ts`) skips the lock at once and leaves the
+    /// resolution to a background task; a writer, or a reader that needs the value, waits.
+    async fn settle_decided(
+        &self,
+        lock: &LockInfo,
+        commit_ts: Timestamp,
+        caller_start_ts: Timestamp,
+    ) -> Result<LockFate> {
+        let invisible =
+            caller_start_ts != Timestamp::ZERO && (commit_ts == Timestamp::ZERO || commit_ts > caller_start_ts);
+        if !invisible {
+            return self.resolve_region_of(lock, commit_ts).await.map(|()| LockFate::Gone);
+        }
+        let client = self.clone();
+        let lock = lock.clone();
+        tokio::spawn(async move {
+            let _ = client.resolve_region_of(&lock, commit_ts).await;
+        });
+        Ok(LockFate::Invisible)
+    }
+
+    /// The remembered outcome of transaction `start_ts`: its commit_ts, ZERO if rolled back.
+    fn decided(&self, start_ts: Timestamp) -> Option<Timestamp> {
+        self.decided.lock().unwrap_or_else(|e| e.into_inner()).get(&start_ts).copied()
+    }
+
+    /// Remembers a final outcome (so the transaction's other locks skip `CheckTxnStatus`),
+    /// forgetting the oldest transactions beyond [`DECIDED_CACHE_MAX`].
+    fn remember_decided(&self, start_ts: Timestamp, commit_ts: Timestamp) {
+        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided.insert(start_ts, commit_ts);
+        while decided.len() > DECIDED_CACHE_MAX {
+            decided.pop_first();
         }
     }
 
@@ -321,7 +427,7 @@ impl TransactionClient {
 
     /// An expired async-commit transaction: its secondaries decide. Committed iff every key
     /// is (still) locked by it — at the largest min_commit_ts — or already committed.
-    async fn resolve_async(&self, lock: &LockInfo, primary: &LockInfo, current_ts: Timestamp) -> Result<bool> {
+    async fn resolve_async(&self, lock: &LockInfo, primary: &LockInfo, current_ts: Timestamp) -> Result<LockFate> {
         let secondaries: BTreeSet<Vec<u8>> = primary.secondaries.iter().cloned().collect();
         let mut commit_ts = primary.min_commit_ts;
         let mut decided: Option<Timestamp> = None; // Some(ZERO): rolled back
@@ -342,12 +448,12 @@ impl TransactionClient {
                             let status = self.check_txn_status(lock, Timestamp::ZERO, current_ts, true, true).await?;
                             return match status {
                                 Some(TxnStatus::Committed { commit_ts }) => {
-                                    self.resolve_region_of(lock, commit_ts).await.map(|()| true)
+                                    self.resolve_region_of(lock, commit_ts).await.map(|()| LockFate::Gone)
                                 }
                                 Some(TxnStatus::RolledBack { .. }) => {
-                                    self.resolve_region_of(lock, Timestamp::ZERO).await.map(|()| true)
+                                    self.resolve_region_of(lock, Timestamp::ZERO).await.map(|()| LockFate::Gone)
                                 }
-                                _ => Ok(false),
+                                _ => Ok(LockFate::Alive),
                             };
                         }
                         commit_ts = locks.iter().map(|l| l.min_commit_ts).fold(commit_ts, Timestamp::max);
@@ -371,8 +477,22 @@ impl TransactionClient {
         let start_ts = primary.start_ts;
         self.each_region("resolve_lock", &keys, |keys| TxnCommand::ResolveLock { start_ts, commit_ts, keys }).await?;
         bump(&self.counters.locks_resolved);
-        Ok(true)
+        self.remember_decided(start_ts, commit_ts);
+        Ok(LockFate::Gone)
     }
+}
+
+/// What settling another transaction's lock came to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum LockFate {
+    /// The lock is gone (committed or rolled back, by this client or another).
+    Gone,
+    /// Its transaction is alive and may commit at or below the caller: back off.
+    Alive,
+    /// Its write is invisible to the caller's read timestamp: the transaction rolled back,
+    /// committed after it, or (2PC, alive) its primary's min_commit_ts is above it so it
+    /// will. A reader skips its locks.
+    Invisible,
 }
 
 /// Where a transaction is in its life.
@@ -394,6 +514,9 @@ pub struct Transaction {
     /// Buffered writes by key.
     mutations: BTreeMap<Vec<u8>, Mutation>,
     state: State,
+    /// Transactions whose locks this transaction's reads skip: they commit after `start_ts`
+    /// (a resolver pushed their primary's min_commit_ts past it).
+    resolved_locks: Mutex<BTreeSet<Timestamp>>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -405,6 +528,18 @@ impl std::fmt::Debug for Transaction {
             .field("state", &self.state)
             .finish()
     }
+}
+
+/// What every region group of one prewrite phase shares.
+struct PrewriteCtx<'a> {
+    primary: &'a [u8],
+    /// Every key but the primary (listed in an async-commit primary lock).
+    secondaries: &'a [Vec<u8>],
+    /// Keys in the transaction.
+    all: usize,
+    ttl: u64,
+    async_commit: bool,
+    one_pc: bool,
 }
 
 /// The outcome of a prewrite phase.
@@ -420,6 +555,10 @@ impl Transaction {
     /// The snapshot timestamp.
     pub fn start_ts(&self) -> Timestamp {
         self.start_ts
+    }
+
+    fn resolved_locks(&self) -> Vec<Timestamp> {
+        self.resolved_locks.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
     }
 
     fn check_active(&self) -> Result<()> {
@@ -464,15 +603,31 @@ impl Transaction {
 
     /// Reads `keys` from the stores at `start_ts`, resolving the locks met.
     async fn read_keys(&self, keys: BTreeSet<Vec<u8>>) -> Result<Vec<KvPair>> {
+        let groups = self.client.group_by_region(&keys).await;
+        let mut out = Vec::new();
+        for pairs in futures::future::join_all(groups.into_iter().map(|g| self.read_group(g))).await {
+            out.extend(pairs?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads `pending` (keys of one region, unless it split meanwhile: then region by
+    /// region), resolving the locks met.
+    async fn read_group(&self, mut pending: BTreeSet<Vec<u8>>) -> Result<Vec<KvPair>> {
         let client = &self.client;
-        let mut op = client.op("txn_get", Kind::Read, keys.first().expect("keys"));
-        let mut pending = keys;
+        let mut op = client.op("txn_get", Kind::Read, pending.first().expect("keys"));
         let mut out = Vec::new();
         let mut backoff = LOCK_BACKOFF_INITIAL;
         let start_ts = self.start_ts;
         while !pending.is_empty() {
-            let (done, answer) =
-                client.run_group(&mut op, &pending, |keys| TxnCommand::BatchGet { keys, start_ts }).await?;
+            let (done, answer) = client
+                .run_group(&mut op, &pending, |keys| TxnCommand::BatchGet {
+                    keys,
+                    start_ts,
+                    resolved_locks: self.resolved_locks(),
+                })
+                .await?;
             let (pairs, locks) = match answer {
                 Ok(TxnResponse::Pairs { pairs, locks }) => (pairs, locks),
                 Ok(other) => return Err(op.unexpected(&other)),
@@ -498,9 +653,13 @@ impl Transaction {
     /// Resolves `locks`; backs off when some are alive. `Ok(false)` when the deadline passed.
     async fn resolve_all(&self, op: &mut Op, locks: &[LockInfo], backoff: &mut Duration) -> Result<bool> {
         let mut alive = false;
-        for lock in locks {
-            if !self.client.resolve_lock(lock, self.start_ts).await? {
-                alive = true;
+        for (start_ts, fate) in self.client.resolve_locks(locks, self.start_ts).await? {
+            match fate {
+                LockFate::Gone => {}
+                LockFate::Alive => alive = true,
+                LockFate::Invisible => {
+                    self.resolved_locks.lock().unwrap_or_else(|e| e.into_inner()).insert(start_ts);
+                }
             }
         }
         if alive {
@@ -671,8 +830,7 @@ impl Transaction {
             Prewritten::Locked { async_commit_ts: Some(commit_ts) } => {
                 // Committed already; committing the keys only clears the locks.
                 bump(&client.counters.async_commits);
-                let _ =
-                    client.each_region("commit", &keys, |keys| TxnCommand::Commit { keys, start_ts, commit_ts }).await;
+                client.commit_in_background(keys, start_ts, commit_ts);
                 return Ok(commit_ts);
             }
             Prewritten::Locked { async_commit_ts: None } => {
@@ -689,9 +847,7 @@ impl Transaction {
                     self.commit_primary(&primary, Some(commit_ts)).await?
                 } else {
                     let commit_ts = self.commit_primary(&primary, None).await?;
-                    let _ = client
-                        .each_region("commit", &secondaries, |keys| TxnCommand::Commit { keys, start_ts, commit_ts })
-                        .await;
+                    client.commit_in_background(secondaries, start_ts, commit_ts);
                     commit_ts
                 }
             }
@@ -733,7 +889,10 @@ impl Transaction {
         Err(op.error(format!("commit_ts pushed {COMMIT_TS_RETRIES_MAX} times in a row")))
     }
 
-    /// Prewrites every key, the primary's region first.
+    /// Prewrites every key: one group per region (as the region cache knows them), the
+    /// primary's group first, then the others in parallel. Primary first, because a reader
+    /// meeting a secondary lock whose primary is not locked yet cannot tell the transaction's
+    /// fate and must wait for it.
     async fn prewrite(
         &self,
         keys: &BTreeSet<Vec<u8>>,
@@ -741,42 +900,76 @@ impl Transaction {
         async_commit: bool,
         one_pc: bool,
     ) -> Result<Prewritten> {
-        let client = &self.client;
-        let mut op = client.op("prewrite", Kind::Write, primary);
-        let mut pending = keys.clone();
+        let groups = self.client.group_by_region(keys).await;
         let secondaries: Vec<Vec<u8>> = keys.iter().filter(|k| k.as_slice() != primary).cloned().collect();
         let ttl = self.lock_ttl_ms();
+        let ctx = PrewriteCtx { primary, secondaries: &secondaries, all: keys.len(), ttl, async_commit, one_pc };
+        let (primary_group, others): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| g.contains(primary));
+        let mut results = Vec::new();
+        for group in primary_group {
+            let result = self.prewrite_group(group, &ctx).await;
+            let stop = result.is_err() || matches!(result, Ok(Prewritten::OnePc(_)));
+            results.push(result);
+            if stop {
+                break;
+            }
+        }
+        if results.iter().all(|r| matches!(r, Ok(Prewritten::Locked { .. }))) {
+            results.extend(futures::future::join_all(others.into_iter().map(|g| self.prewrite_group(g, &ctx))).await);
+        }
+        let mut async_ts = Some(Timestamp::ZERO);
+        let mut first_err: Option<ClientError> = None;
+        for result in results {
+            match result {
+                Ok(Prewritten::OnePc(ts)) => return Ok(Prewritten::OnePc(ts)),
+                Ok(Prewritten::Locked { async_commit_ts }) => {
+                    async_ts = async_ts.zip(async_commit_ts).map(|(a, b)| a.max(b));
+                }
+                // A definite refusal wins over an unknown outcome: the refused key was never
+                // locked by this transaction, so it cannot have committed.
+                Err(err) => match &first_err {
+                    Some(ClientError::Conflict(_)) => {}
+                    Some(e) if e.outcome_unknown() && !matches!(err, ClientError::Conflict(_)) => {}
+                    _ => first_err = Some(err),
+                },
+            }
+        }
+        if let Some(err) = first_err {
+            return Err(err);
+        }
+        let async_commit_ts = if async_commit { async_ts.filter(|ts| *ts != Timestamp::ZERO) } else { None };
+        Ok(Prewritten::Locked { async_commit_ts })
+    }
+
+    /// Prewrites `pending` (keys of one region, unless it split meanwhile: then region by
+    /// region), resolving the locks met. `Locked { async_commit_ts }` carries the largest
+    /// `min_commit_ts` the regions answered, `None` if one of them refused async commit.
+    async fn prewrite_group(&self, mut pending: BTreeSet<Vec<u8>>, ctx: &PrewriteCtx<'_>) -> Result<Prewritten> {
+        let client = &self.client;
+        let first = pending.first().expect("a group has keys").clone();
+        let mut op = client.op("prewrite", Kind::Write, &first);
         let mut async_ts = Some(Timestamp::ZERO);
         let mut lock_retries = 0;
         let mut backoff = LOCK_BACKOFF_INITIAL;
+        let start_ts = self.start_ts;
         while !pending.is_empty() {
-            let start_ts = self.start_ts;
-            let all = keys.len();
             let make = |keys: Vec<Vec<u8>>| {
-                let has_primary = keys.first().is_some_and(|k| k.as_slice() == primary);
-                let whole = keys.len() == all;
+                let has_primary = keys.iter().any(|k| k.as_slice() == ctx.primary);
+                let whole = keys.len() == ctx.all;
                 TxnCommand::Prewrite {
                     mutations: keys.iter().map(|k| self.mutations[k].clone()).collect(),
-                    primary: primary.to_vec(),
+                    primary: ctx.primary.to_vec(),
                     start_ts,
-                    lock_ttl_ms: ttl,
-                    txn_size: all as u64,
+                    lock_ttl_ms: ctx.ttl,
+                    txn_size: ctx.all as u64,
                     min_commit_ts: Timestamp::ZERO,
-                    use_async_commit: async_commit,
-                    secondaries: if async_commit && has_primary { secondaries.clone() } else { vec![] },
-                    try_one_pc: one_pc && whole,
+                    use_async_commit: ctx.async_commit,
+                    secondaries: if ctx.async_commit && has_primary { ctx.secondaries.to_vec() } else { vec![] },
+                    try_one_pc: ctx.one_pc && whole,
                     max_commit_ts: Timestamp::ZERO,
                 }
             };
-            // The primary's region goes first: with async commit, its lock lists the rest.
-            let target: &[u8] = if pending.contains(primary) { primary } else { pending.first().expect("pending") };
-            let (region, answer) = client
-                .raw
-                .dispatch(&mut op, Target::Key(target), |r: &Region| {
-                    make(pending.range::<[u8], _>(region_bounds(r)).cloned().collect())
-                })
-                .await?;
-            let done: Vec<Vec<u8>> = pending.range::<[u8], _>(region_bounds(&region)).cloned().collect();
+            let (done, answer) = client.run_group(&mut op, &pending, make).await?;
             let (errors, min_commit_ts, one_pc_commit_ts) = match answer {
                 Ok(TxnResponse::Prewrite { errors, min_commit_ts, one_pc_commit_ts }) => {
                     (errors, min_commit_ts, one_pc_commit_ts)
@@ -796,12 +989,9 @@ impl Transaction {
                     }
                 }
                 lock_retries += 1;
-                let mut alive = false;
-                for lock in &locks {
-                    if !client.resolve_lock(lock, Timestamp::ZERO).await? {
-                        alive = true;
-                    }
-                }
+                // A writer must wait for every live lock, wherever its commit_ts lands.
+                let fates = client.resolve_locks(&locks, Timestamp::ZERO).await?;
+                let alive = fates.iter().any(|(_, fate)| *fate != LockFate::Gone);
                 if lock_retries > PREWRITE_LOCK_RETRIES_MAX || (alive && op.remaining() <= backoff) {
                     return Err(ClientError::Conflict(format!(
                         "prewrite: key {:?} locked by txn {}",
@@ -817,7 +1007,7 @@ impl Transaction {
                 continue;
             }
             if one_pc_commit_ts != Timestamp::ZERO {
-                debug_assert_eq!(done.len(), keys.len());
+                debug_assert_eq!(done.len(), ctx.all);
                 return Ok(Prewritten::OnePc(one_pc_commit_ts));
             }
             async_ts = match (async_ts, min_commit_ts) {
@@ -828,8 +1018,7 @@ impl Transaction {
                 pending.remove(&k);
             }
         }
-        let async_commit_ts = if async_commit { async_ts.filter(|ts| *ts != Timestamp::ZERO) } else { None };
-        Ok(Prewritten::Locked { async_commit_ts })
+        Ok(Prewritten::Locked { async_commit_ts: async_ts })
     }
 
     /// Cleans up after a prewrite phase that did not complete and says what the commit came

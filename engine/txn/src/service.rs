@@ -135,7 +135,7 @@ impl TxnService {
                 Err(lock) if !ignore => return Err(KeyError::Locked { lock }.into()),
                 _ => vec![],
             },
-            TxnCommand::BatchGet { keys, start_ts } => {
+            TxnCommand::BatchGet { keys, start_ts, .. } => {
                 keys.iter().filter_map(|k| self.cm.read_key_check(k, *start_ts).err()).collect()
             }
             TxnCommand::Scan { start_key, end_key, start_ts, .. } => {
@@ -166,8 +166,8 @@ impl TxnService {
         let mut memory_locks = None;
         let response = match cmd {
             TxnCommand::Get { key, start_ts } => TxnResponse::Value(actions::get(&reader, key, *start_ts)?),
-            TxnCommand::BatchGet { keys, start_ts } => {
-                let (pairs, locks) = actions::batch_get(&reader, keys, *start_ts)?;
+            TxnCommand::BatchGet { keys, start_ts, resolved_locks } => {
+                let (pairs, locks) = actions::batch_get(&reader, keys, *start_ts, resolved_locks)?;
                 TxnResponse::Pairs { pairs, locks }
             }
             TxnCommand::Scan { start_key, end_key, limit, start_ts, reverse, key_only } => {
@@ -466,7 +466,7 @@ pub fn validate(cmd: &TxnCommand) -> Result<(), StoreError> {
             check_key("key", key)?;
             check_ts("start_ts", *start_ts)
         }
-        TxnCommand::BatchGet { keys, start_ts } => {
+        TxnCommand::BatchGet { keys, start_ts, .. } => {
             check_keys(keys, false)?;
             check_ts("start_ts", *start_ts)
         }

@@ -232,13 +232,16 @@ impl ModelNode {
                     Err(lock) => Err(KeyError::Locked { lock }),
                 }
             }
-            TxnCommand::BatchGet { keys, start_ts } => {
+            TxnCommand::BatchGet { keys, start_ts, resolved_locks } => {
                 self.bump(start_ts.0);
                 let (mut pairs, mut locks) = (vec![], vec![]);
                 for k in keys {
                     match self.read_key(m, k, start_ts.0) {
                         Ok(Some(v)) => pairs.push((k.clone(), v)),
                         Ok(None) => {}
+                        Err(l) if resolved_locks.contains(&l.start_ts) => {
+                            pairs.extend(m.visible(k, start_ts.0).map(|v| (k.clone(), v)))
+                        }
                         Err(l) => locks.push(l),
                     }
                 }
@@ -725,7 +728,9 @@ fn command() -> impl Strategy<Value = TxnCommand> {
             advise_ttl_ms: ttl
         }),
         4 => (key(), prop_oneof![ts(), Just(u64::MAX)]).prop_map(|(key, t)| TxnCommand::Get { key, start_ts: Timestamp(t) }),
-        1 => (keys(), ts()).prop_map(|(keys, t)| TxnCommand::BatchGet { keys, start_ts: Timestamp(t) }),
+        1 => (keys(), ts(), prop_oneof![Just(vec![]), prop::collection::vec(start(), 1..3)]).prop_map(|(keys, t, resolved)| {
+            TxnCommand::BatchGet { keys, start_ts: Timestamp(t), resolved_locks: resolved.into_iter().map(Timestamp).collect() }
+        }),
         2 => (key(), prop_oneof![Just(vec![]), key()], 1u32..5, ts(), any::<bool>(), any::<bool>()).prop_filter_map(
             "start below end",
             |(start_key, end_key, limit, t, reverse, key_only)| {

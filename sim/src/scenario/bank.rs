@@ -1,5 +1,5 @@
-//! The bank scenario: PD, three storage nodes and five client processes transferring money
-//! between a few accounts in transactions (2PC, async commit and 1PC mixed) and reading all
+//! The bank scenario: PD, three storage nodes and [`PROCESSES`] client processes transferring
+//! money between [`BankConfig::default`]'s accounts in transactions (2PC, async commit and 1PC mixed) and reading all
 //! accounts in snapshot transactions, under the run's nemeses. After healing every process
 //! must make progress in bounded time; the history is checked by jepsen-checker's bank
 //! checker (every snapshot read sums to the total, no negative balance). Transaction
@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::sleep;
 
-/// Client processes.
-pub(crate) const PROCESSES: u64 = 5;
+/// Client processes: enough that transactions overlap (conflicts, lock resolution) and a
+/// run commits many of them.
+pub(crate) const PROCESSES: u64 = 32;
 /// After healing, every process must complete an operation within this much simulated time.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 

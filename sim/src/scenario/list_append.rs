@@ -1,6 +1,6 @@
-//! The list-append scenario: five client processes run Elle list-append transactions (1–4
-//! appends / reads over a few keys; 2PC, async commit and 1PC mixed) under the run's
-//! nemeses; the history is checked by jepsen-checker's elle checker at snapshot isolation.
+//! The list-append scenario: the bank scenario's client processes run Elle list-append
+//! transactions (1–4 appends / reads over [`ListAppendConfig::default`]'s keys; 2PC, async
+//! commit and 1PC mixed) under the run's nemeses; the history is checked by jepsen-checker's elle checker at snapshot isolation.
 //! Liveness after healing and the transaction counters as in the bank scenario.
 
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};

@@ -55,7 +55,8 @@ pub(super) async fn get(svc: &TikvGrpc, req: GetRequest) -> GetResponse {
 }
 
 pub(super) async fn batch_get(svc: &TikvGrpc, req: BatchGetRequest) -> BatchGetResponse {
-    let cmd = TxnCommand::BatchGet { keys: req.keys, start_ts: Timestamp(req.version) };
+    // keel's kvproto subset carries no `Context.resolved_locks`: the read skips no locks.
+    let cmd = TxnCommand::BatchGet { keys: req.keys, start_ts: Timestamp(req.version), resolved_locks: vec![] };
     run(svc, req.context, cmd, |resp| match resp {
         TxnResponse::Pairs { pairs, locks } => {
             Ok(BatchGetResponse { pairs: pairs_to_pb(pairs, locks), ..Default::default() })

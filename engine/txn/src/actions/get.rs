@@ -27,11 +27,17 @@ pub fn get(reader: &MvccReader<'_>, key: &[u8], ts: Timestamp) -> Result<Option<
 pub type ReadResult = (Vec<(Vec<u8>, Vec<u8>)>, Vec<LockInfo>);
 
 /// The found pairs of `keys` at `ts` (in request order), and the locks that block some.
-pub fn batch_get(reader: &MvccReader<'_>, keys: &[Vec<u8>], ts: Timestamp) -> Result<ReadResult> {
+/// Locks of the transactions in `resolved` (known to commit after `ts`) are skipped.
+pub fn batch_get(
+    reader: &MvccReader<'_>,
+    keys: &[Vec<u8>],
+    ts: Timestamp,
+    resolved: &[Timestamp],
+) -> Result<ReadResult> {
     let mut pairs = Vec::new();
     let mut locks = Vec::new();
     for key in keys {
-        if let Some(lock) = blocking_lock(reader, key, ts)? {
+        if let Some(lock) = blocking_lock(reader, key, ts)?.filter(|l| !resolved.contains(&l.start_ts)) {
             locks.push(lock.info(key));
         } else if let Some(v) = reader.get(key, ts)? {
             pairs.push((key.clone(), v));
@@ -75,9 +81,14 @@ mod tests {
         assert_eq!(run(&e, |_, r| get(r, b"c", Timestamp(20))).unwrap(), None);
         run(&e, |t, r| commit(t, r, b"a", Timestamp(10), Timestamp(12))).unwrap();
         let keys = vec![b"a".to_vec(), b"b".to_vec(), b"z".to_vec()];
-        let (pairs, locks) = run(&e, |_, r| batch_get(r, &keys, Timestamp(60))).unwrap();
+        let (pairs, locks) = run(&e, |_, r| batch_get(r, &keys, Timestamp(60), &[])).unwrap();
         assert_eq!(pairs, vec![(b"a".to_vec(), b"v".to_vec())]);
         assert_eq!(locks.len(), 1);
         assert_eq!(locks[0].key, b"b".to_vec());
+        // A read told the lock's transaction commits after it skips the lock (and sees the
+        // older version: none here).
+        let (pairs, locks) = run(&e, |_, r| batch_get(r, &keys, Timestamp(60), &[Timestamp(10)])).unwrap();
+        assert_eq!(pairs, vec![(b"a".to_vec(), b"v".to_vec())]);
+        assert!(locks.is_empty());
     }
 }

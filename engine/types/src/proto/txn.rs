@@ -54,6 +54,10 @@ pub enum TxnCommand {
         keys: Vec<Vec<u8>>,
         /// Read timestamp.
         start_ts: Timestamp,
+        /// Start timestamps of transactions whose locks this read skips: the reader pushed
+        /// their (2PC) primary's min_commit_ts above `start_ts`, so they commit after the
+        /// read, and waiting for them would only stall it (TiKV's `resolved_locks`).
+        resolved_locks: Vec<Timestamp>,
     },
     /// Snapshot scan of `[start_key, end_key)` clipped to the region, at `start_ts`.
     /// Answer: [`TxnResponse::Pairs`]; locked keys count towards `limit`.

@@ -63,6 +63,13 @@ pub fn generate(storage: &PeerStorage) -> Result<Snapshot, String> {
     Ok(out)
 }
 
+/// The region a snapshot message carries, read before raft accepts it (the store refuses
+/// snapshots whose range overlaps another replica it holds).
+pub fn region_of(snap: &Snapshot) -> Result<Region, String> {
+    let data: SnapshotData = keel_types::codec::decode(snap.get_data()).map_err(|e| e.to_string())?;
+    Ok(data.region)
+}
+
 /// Stages deleting every data key of `region`'s range.
 pub fn clear_range(batch: &mut WriteBatch, region: &Region) {
     for cf in DATA_CFS {

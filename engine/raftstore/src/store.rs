@@ -387,9 +387,49 @@ impl Store {
         if env.to_peer.id != peer.meta.id {
             return;
         }
+        if msg.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_fits(env.region_id, &msg) {
+            return;
+        }
+        let peer = self.peers.get_mut(&env.region_id).expect("checked above");
         peer.remember_peer(env.from_peer);
         trace::record("raft.step", &env.message);
         let _ = peer.raw.step(msg);
+    }
+
+    /// True when the snapshot in `msg` for `region_id` overlaps no other initialized replica
+    /// of this store, as TiKV's check_snapshot. Applying a snapshot clears the replica's old
+    /// range, so initialized replicas must never overlap: a store that created the
+    /// whole-range bootstrap region late, while it held an uninitialized replica of a region
+    /// split off it, let that replica install its snapshot over the bootstrap region's range;
+    /// the bootstrap region's own catch-up snapshot then cleared its old (whole) range and
+    /// wiped the newer region's data (list-append seed 34 with isolate-leader, disk-fail and
+    /// split: lost appends). A refused snapshot is dropped; the leader sends it again once
+    /// the overlapping replica has caught up (shrunk by its own split or snapshot) or been
+    /// removed as stale.
+    fn snapshot_fits(&self, region_id: RegionId, msg: &Message) -> bool {
+        let region = match crate::snapshot::region_of(msg.get_snapshot()) {
+            Ok(region) => region,
+            Err(e) => {
+                tracing::warn!(region = region_id, %e, "undecodable snapshot dropped");
+                return false;
+            }
+        };
+        let overlapping = self
+            .peers
+            .values()
+            .find(|p| p.region().id != region_id && p.is_initialized() && p.region().overlaps(&region));
+        if let Some(other) = overlapping {
+            trace_event!(
+                "store.snapshot_refused",
+                "s{} {region_id}: {:?}..{:?} overlaps {:?}",
+                self.cfg.store_id,
+                region.start_key,
+                region.end_key,
+                other.region()
+            );
+            return false;
+        }
+        true
     }
 
     /// Creates an uninitialized replica for a message from a region's leader that this store

@@ -89,7 +89,8 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("latency", "network-wide latency spike"),
     ("skew", "a node's clock runs ahead or behind, or jumps"),
     ("disk-fail", "a store's next sync fails: its store loop stops; the nemesis restarts it"),
-    ("corrupt", "flip a bit in a value on a store's disk (checksums must catch it), then restart it; not in the swarm pool: a corrupt raft log entry panics raft-rs"),
+    ("slow-sync", "a store's disk syncs slowly (each sync stalls its store loop 5-400 ms) for a while"),
+    ("corrupt", "flip a bit in a record on a store's disk: reading it stops the store (checksums); later the store is stopped, its disk checked and, if bad, replaced; its replicas are rebuilt from their peers (at most a minority of stores per run)"),
     ("split", "split storm: split regions at workload keys and at random points between them"),
     ("transfer", "leader-transfer storm: PD moves the leadership of random regions to another voter"),
     ("membership", "membership churn: PD removes, adds or moves a replica of a random region"),
@@ -111,7 +112,8 @@ pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
         "latency" => Box::new(Latency { rng }),
         "skew" => Box::new(Skew { rng }),
         "disk-fail" => Box::new(DiskFail { rng }),
-        "corrupt" => Box::new(Corrupt { rng }),
+        "slow-sync" => Box::new(SlowSync { rng }),
+        "corrupt" => Box::new(Corrupt { rng, disks_lost: 0 }),
         "split" => Box::new(Split { rng }),
         "transfer" => Box::new(RegionOps { rng, name: "transfer", cap: Capability::TransferLeader }),
         "membership" => Box::new(RegionOps { rng, name: "membership", cap: Capability::Membership }),
@@ -537,8 +539,40 @@ impl Family for DiskFail {
     }
 }
 
+struct SlowSync {
+    rng: ChaCha8Rng,
+}
+
+impl Family for SlowSync {
+    fn name(&self) -> &'static str {
+        "slow-sync"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::SlowSync)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let node = pick(&mut self.rng, &view.stores)?;
+            // Mostly a sluggish disk, sometimes a spike that stalls the store for a while.
+            let stall = if self.rng.gen_bool(0.8) { ms(&mut self.rng, 5, 60) } else { ms(&mut self.rng, 60, 400) };
+            Some(Fault {
+                label: format!("slow-sync/{node} {}ms", stall.as_millis()),
+                apply: vec![Action::SlowSync(node.clone(), Some(stall))],
+                undo: vec![Action::SlowSync(node.clone(), None)],
+                hold: hold(&mut self.rng, 1_000, 8_000),
+                resources: vec![format!("disk:{node}")],
+                exclusive: false,
+                tail: None,
+            })
+        })
+    }
+}
+
 struct Corrupt {
     rng: ChaCha8Rng,
+    /// Disks this run may have had replaced: each loses every replica on it until PD
+    /// rebuilds them, so over a run at most a minority of the stores may lose theirs.
+    disks_lost: usize,
 }
 
 impl Family for Corrupt {
@@ -550,12 +584,22 @@ impl Family for Corrupt {
     }
     fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
+            if self.disks_lost >= view.max_impaired {
+                return None;
+            }
             let node = pick(&mut self.rng, &view.free(view.stores.clone()))?;
             let (corrupt_seed, kill_seed) = (self.rng.gen(), self.rng.gen());
+            self.disks_lost += 1;
             Some(Fault {
                 label: format!("corrupt/{node}"),
                 apply: vec![Action::Corrupt(node.clone(), corrupt_seed)],
-                undo: vec![Action::Kill(node.clone(), kill_seed), Action::Restart(node.clone())],
+                // The node has run on the bad block (stopping itself if it read it); the
+                // operator stops it, checks its disk, replaces it if bad, and starts it.
+                undo: vec![
+                    Action::Kill(node.clone(), kill_seed),
+                    Action::ReplaceCorruptDisk(node.clone()),
+                    Action::Restart(node.clone()),
+                ],
                 hold: hold(&mut self.rng, 1_000, 5_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,

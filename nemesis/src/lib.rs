@@ -302,6 +302,11 @@ async fn apply_all(target: &mut dyn Target, actions: &[Action], clogged: &mut BT
             Action::Latency(range) => target.set_latency(range.clone()),
             Action::Clock(node, offset) => target.set_clock_offset(node, *offset),
             Action::FailSync(node) => target.fail_next_sync(node),
+            Action::SlowSync(node, stall) => target.set_slow_sync(node, *stall),
+            Action::ReplaceCorruptDisk(node) => {
+                let replaced = target.replace_disk_if_corrupt(node);
+                trace_event!("nemesis.disk_check", "{node} replaced={replaced}");
+            }
             Action::Corrupt(node, seed) => {
                 let mut rng = ChaCha8Rng::seed_from_u64(*seed);
                 let hit = target.corrupt_value(node, &mut rng as &mut dyn RngCore);

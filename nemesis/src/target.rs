@@ -24,7 +24,7 @@ pub enum Capability {
     Membership,
     /// Make a node's next disk sync fail ([`Target::fail_next_sync`]).
     FailSync,
-    /// Make a node's disk syncs slow.
+    /// Make a node's disk syncs slow ([`Target::set_slow_sync`]).
     SlowSync,
     /// Flip a bit in a value stored on a node's disk ([`Target::corrupt_value`]).
     Corrupt,
@@ -73,10 +73,21 @@ pub trait Target {
     fn fail_next_sync(&mut self, node: &str) {
         let _ = node;
     }
+    /// Makes every sync of the node's disk take `stall` (`None`: fast again).
+    fn set_slow_sync(&mut self, node: &str, stall: Option<Duration>) {
+        let _ = (node, stall);
+    }
     /// Flips a bit in a value on the node's disk; returns what was hit.
     fn corrupt_value(&mut self, node: &str, rng: &mut dyn RngCore) -> Option<String> {
         let _ = (node, rng);
         None
+    }
+    /// The operator's disk check of a stopped node: when its disk holds a record that fails
+    /// its checksum, the disk is replaced by a blank one (the node then joins as a new store
+    /// and its replicas are rebuilt from their peers). Returns whether it was replaced.
+    fn replace_disk_if_corrupt(&mut self, node: &str) -> bool {
+        let _ = node;
+        false
     }
     /// Keys the workload uses (targets for leader lookups and split points).
     fn keys(&self) -> Vec<Vec<u8>> {
@@ -127,6 +138,10 @@ pub enum Action {
     Clock(String, i64),
     /// The node's next sync fails.
     FailSync(String),
+    /// Every sync of the node's disk takes this long (`None`: fast again).
+    SlowSync(String, Option<Duration>),
+    /// Check the (stopped) node's disk and replace it if it holds a corrupt record.
+    ReplaceCorruptDisk(String),
     /// Corrupt a stored value on the node; the seed picks it.
     Corrupt(String, u64),
     /// Split the region holding the key at the key.

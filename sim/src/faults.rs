@@ -176,14 +176,21 @@ impl Target for SimTarget<'_> {
     fn supports(&self, cap: Capability) -> bool {
         let keel = self.cluster.roles().pd_addr.is_some();
         match cap {
-            Capability::Latency | Capability::FailSync | Capability::Corrupt => true,
-            Capability::RegionLeader | Capability::Split | Capability::TransferLeader | Capability::Membership => keel,
-            // The simulated disk has no slow-sync mode yet.
-            Capability::SlowSync => false,
+            Capability::Latency | Capability::FailSync | Capability::SlowSync => true,
+            // A replaced disk is rebuilt from its replicas' peers: keel stores only.
+            Capability::RegionLeader
+            | Capability::Split
+            | Capability::TransferLeader
+            | Capability::Membership
+            | Capability::Corrupt => keel,
         }
     }
 
     fn kill(&mut self, node: &str, rng: &mut dyn RngCore) {
+        if self.cluster.env(node).disk.corruption_found() {
+            // The node had read a corrupt record and stopped itself (fail-stop).
+            crate::runner::add_stat("stopped_on_corruption", 1);
+        }
         self.cluster.kill(node, rng);
     }
 
@@ -224,10 +231,27 @@ impl Target for SimTarget<'_> {
         self.cluster.env(node).disk.fail_next_sync();
     }
 
+    fn set_slow_sync(&mut self, node: &str, stall: Option<Duration>) {
+        keel_types::trace_event!("sim.slow_sync", "{node} {stall:?}");
+        self.cluster.env(node).disk.set_slow_sync(stall);
+    }
+
     fn corrupt_value(&mut self, node: &str, rng: &mut dyn RngCore) -> Option<String> {
-        let hit = self.cluster.env(node).disk.corrupt_random_value(rng);
+        let hit = self.cluster.env(node).disk.corrupt_random_value(rng, &|_, _| true);
         keel_types::trace_event!("sim.corrupt", "{node} {hit:?}");
         hit.map(|(cf, key)| format!("{cf:?} {key:?}"))
+    }
+
+    fn replace_disk_if_corrupt(&mut self, node: &str) -> bool {
+        let disk = &self.cluster.env(node).disk;
+        let bad = disk.scrub();
+        keel_types::trace_event!("sim.disk_check", "{node} {} corrupt records", bad.len());
+        if bad.is_empty() {
+            return false;
+        }
+        disk.replace();
+        crate::runner::add_stat("disks_replaced", 1);
+        true
     }
 
     fn keys(&self) -> Vec<Vec<u8>> {

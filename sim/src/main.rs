@@ -36,27 +36,6 @@ mod cli {
     fn swarm_workloads() -> Vec<&'static str> {
         WORKLOADS.iter().copied().filter(|w| !matches!(*w, "counter" | "regions")).collect()
     }
-    /// Families a swarm draws from when `--nemesis` is not given: every family the simulated
-    /// cluster supports, less `corrupt`: a corrupted raft log entry makes raft-rs panic, which ends the whole run —
-    /// the node must instead stop serving and be rebuilt from its peers (not built yet).
-    const SWARM_FAMILIES: &[&str] = &[
-        "kill",
-        "pd-restart",
-        "pause",
-        "partition",
-        "isolate-leader",
-        "isolate-pd",
-        "ring",
-        "bridge",
-        "clog",
-        "loss",
-        "latency",
-        "skew",
-        "disk-fail",
-        "split",
-        "transfer",
-        "membership",
-    ];
     /// Mean gaps between faults a swarm draws from, milliseconds.
     const SWARM_GAPS_MS: &[u64] = &[250, 500, 1_000, 2_000, 4_000];
     /// One seed in this many gets a determinism re-check in a swarm.
@@ -217,7 +196,8 @@ mod cli {
             .unwrap_or_else(|| workloads.choose(&mut rng).copied().unwrap_or("counter").to_string());
         let pool: Vec<String> = match &opts.nemesis {
             Some(list) => split_list(list),
-            None => SWARM_FAMILIES.iter().map(|s| s.to_string()).collect(),
+            // Every family there is.
+            None => keel_nemesis::FAMILIES.iter().map(|(f, _)| f.to_string()).collect(),
         };
         // Swarm testing: a random subset of the families (each kept with probability 1/2,
         // never none unless the pool is empty), so some runs hammer one fault hard.

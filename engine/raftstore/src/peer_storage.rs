@@ -12,6 +12,9 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// Index of the first real entry's predecessor for regions created at bootstrap or split
@@ -77,11 +80,14 @@ pub fn conf_state_of(region: &Region) -> ConfState {
     cs
 }
 
-fn storage_err(e: impl std::fmt::Display) -> raft::Error {
-    raft::Error::Store(StorageError::Other(e.to_string().into()))
-}
-
 /// One peer's raft storage.
+///
+/// raft-rs treats any storage error other than "compacted" as a bug and panics, so no disk
+/// error reaches it: log terms are answered from memory ([`PeerStorage::terms`]), a failed
+/// entry read answers with the entries before the failure (as if a size limit had cut it
+/// short), a failed snapshot build answers "temporarily unavailable", and each failure is
+/// kept in [`PeerStorage::fault`] for the store loop, which stops before anything derived
+/// from the short answer is persisted or sent.
 pub struct PeerStorage {
     engine: Arc<dyn Engine>,
     /// The region.
@@ -90,15 +96,43 @@ pub struct PeerStorage {
     pub raft_state: RaftLocalState,
     /// Persisted apply state.
     pub apply_state: ApplyState,
+    /// Term of every log entry after the truncated index, as runs: first index of a run →
+    /// its term (an index before the first run has the truncated term). Built at load by
+    /// reading the whole log (so a corrupt entry is found before the peer starts).
+    terms: BTreeMap<u64, u64>,
+    /// The first disk error a raft-rs read met (the store loop must stop).
+    fault: RefCell<Option<String>>,
 }
 
 impl PeerStorage {
     /// Loads a peer's storage; `None` when the region has no raft state yet.
     pub fn load(engine: Arc<dyn Engine>, region: Region) -> Result<PeerStorage, String> {
         let id = region.id;
-        let raft_state = read(&*engine, &keys::raft_state_key(id))?.ok_or("missing raft state")?;
-        let apply_state = read(&*engine, &keys::apply_state_key(id))?.ok_or("missing apply state")?;
-        Ok(PeerStorage { engine, region, raft_state, apply_state })
+        let raft_state: RaftLocalState = read(&*engine, &keys::raft_state_key(id))?.ok_or("missing raft state")?;
+        let apply_state: ApplyState = read(&*engine, &keys::apply_state_key(id))?.ok_or("missing apply state")?;
+        let mut terms = BTreeMap::new();
+        let (first, last) = (apply_state.truncated_index + 1, raft_state.last_index);
+        if first <= last {
+            let log = engine
+                .snapshot()
+                .scan(CfName::Raft, &keys::log_key(id, first), Some(&keys::log_key(id, last + 1)), false, usize::MAX)
+                .map_err(|e| format!("region {id}: raft log unreadable: {e}"))?;
+            let mut prev = apply_state.truncated_term;
+            for (i, (_, bytes)) in log.iter().enumerate() {
+                let e = Entry::parse_from_bytes(bytes).map_err(|e| format!("region {id}: bad log entry: {e}"))?;
+                if e.index != first + i as u64 {
+                    return Err(format!("region {id}: raft log hole at {}", first + i as u64));
+                }
+                if e.term != prev {
+                    terms.insert(e.index, e.term);
+                    prev = e.term;
+                }
+            }
+            if log.len() as u64 != last + 1 - first {
+                return Err(format!("region {id}: raft log ends at {} before {last}", first + log.len() as u64 - 1));
+            }
+        }
+        Ok(PeerStorage { engine, region, raft_state, apply_state, terms, fault: RefCell::default() })
     }
 
     /// Storage of a peer created by a message from a region's leader before this store has any
@@ -110,6 +144,23 @@ impl PeerStorage {
             region: Region { id: region_id, ..Default::default() },
             raft_state: RaftLocalState::default(),
             apply_state: ApplyState::default(),
+            terms: BTreeMap::new(),
+            fault: RefCell::default(),
+        }
+    }
+
+    /// The disk error a raft-rs read met, if one did: the store loop must stop, as it does
+    /// for a failed write (raft-rs was given a short answer and must not act on it).
+    pub fn fault(&self) -> Option<String> {
+        self.fault.borrow().clone()
+    }
+
+    /// Remembers the first disk error a raft-rs read met.
+    fn record_fault(&self, what: impl std::fmt::Display) {
+        let mut fault = self.fault.borrow_mut();
+        if fault.is_none() {
+            tracing::error!(region_id = self.region.id, %what, "raft storage read failed; the store must stop");
+            *fault = Some(format!("region {}: {what}", self.region.id));
         }
     }
 
@@ -156,8 +207,16 @@ impl PeerStorage {
     pub fn append(&mut self, batch: &mut WriteBatch, entries: &[Entry]) {
         let Some(last) = entries.last() else { return };
         let id = self.region.id;
+        // Terms from the first new entry on are replaced.
+        let first = entries[0].index;
+        self.terms.split_off(&first);
+        let mut prev = self.term_in_memory(first - 1);
         for e in entries {
             batch.put(CfName::Raft, &keys::log_key(id, e.index), &e.write_to_bytes().expect("entry encodes"));
+            if e.term != prev {
+                self.terms.insert(e.index, e.term);
+                prev = e.term;
+            }
         }
         // A new leader's entries can replace a longer conflicting tail: drop the rest.
         if last.index < self.raft_state.last_index {
@@ -203,6 +262,7 @@ impl PeerStorage {
     pub fn destroy(&mut self, batch: &mut WriteBatch) {
         let id = self.region.id;
         batch.delete_range(CfName::Raft, &keys::log_key(id, 0), &keys::log_key(id, u64::MAX));
+        self.terms.clear();
         batch.delete(CfName::Raft, &keys::raft_state_key(id));
         batch.delete(CfName::Raft, &keys::apply_state_key(id));
         if self.is_initialized() {
@@ -225,6 +285,9 @@ impl PeerStorage {
         );
         self.apply_state.truncated_index = index;
         self.apply_state.truncated_term = term;
+        // Runs starting at or before `index` are gone; one that covered `index + 1` has
+        // `term` (the truncated term) and needs no entry.
+        self.terms = self.terms.split_off(&(index + 1));
         self.stage_apply_state(batch);
         Ok(())
     }
@@ -237,6 +300,7 @@ impl PeerStorage {
         let id = self.region.id;
         // Old log entries and old data of the (old and new) range go away.
         batch.delete_range(CfName::Raft, &keys::log_key(id, 0), &keys::log_key(id, u64::MAX));
+        self.terms.clear();
         if self.is_initialized() {
             // An uninitialized peer's "range" is empty metadata, not the whole key space.
             crate::snapshot::clear_range(batch, &self.region);
@@ -272,16 +336,15 @@ impl PeerStorage {
         if idx == self.raft_state.last_index {
             return Ok(self.raft_state.last_term);
         }
-        Ok(self.entry(idx)?.term)
+        Ok(self.term_in_memory(idx))
     }
 
-    fn entry(&self, idx: u64) -> raft::Result<Entry> {
-        let bytes = self
-            .engine
-            .get(CfName::Raft, &keys::log_key(self.region.id, idx))
-            .map_err(storage_err)?
-            .ok_or(raft::Error::Store(StorageError::Unavailable))?;
-        Entry::parse_from_bytes(&bytes).map_err(storage_err)
+    /// The term of log position `idx`, for `truncated_index <= idx <= last_index`.
+    fn term_in_memory(&self, idx: u64) -> u64 {
+        if idx <= self.apply_state.truncated_index {
+            return self.apply_state.truncated_term;
+        }
+        self.terms.range(..=idx).next_back().map_or(self.apply_state.truncated_term, |(_, &t)| t)
     }
 }
 
@@ -311,30 +374,40 @@ impl raft::Storage for PeerStorage {
         }
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let snap = self.engine.snapshot();
-        let pairs = snap
-            .scan(
-                CfName::Raft,
-                &keys::log_key(self.region.id, low),
-                Some(&keys::log_key(self.region.id, high)),
-                false,
-                (high - low) as usize,
-            )
-            .map_err(storage_err)?;
-        let mut out = Vec::with_capacity(pairs.len());
+        let mut out = Vec::new();
         let mut size = 0u64;
-        for (i, (_, v)) in pairs.iter().enumerate() {
-            let e = Entry::parse_from_bytes(v).map_err(storage_err)?;
-            if e.index != low + i as u64 {
-                return Err(storage_err(format!("log hole at {} (found {})", low + i as u64, e.index)));
-            }
-            size += v.len() as u64;
+        let iter = snap.iter(
+            CfName::Raft,
+            Bound::Included(&keys::log_key(self.region.id, low)),
+            Bound::Excluded(&keys::log_key(self.region.id, high)),
+            false,
+        );
+        // A read that fails answers with the entries before the failure (see the type's
+        // doc); the store loop stops on the recorded fault.
+        for (i, item) in iter.enumerate() {
+            let expected = low + i as u64;
+            let entry = item
+                .map_err(|e| e.to_string())
+                .and_then(|(_, v)| Entry::parse_from_bytes(&v).map(|e| (e, v.len())).map_err(|e| e.to_string()))
+                .and_then(|(e, len)| match e.index == expected {
+                    true => Ok((e, len)),
+                    false => Err(format!("log hole at {expected} (found {})", e.index)),
+                });
+            let (e, len) = match entry {
+                Ok(found) => found,
+                Err(why) => {
+                    self.record_fault(format!("raft log entry {expected}: {why}"));
+                    return Ok(out);
+                }
+            };
+            size += len as u64;
             if !out.is_empty() && size > max_size {
                 break;
             }
             out.push(e);
         }
         if out.is_empty() && high > low {
-            return Err(raft::Error::Store(StorageError::Unavailable));
+            self.record_fault(format!("raft log entries {low}..{high} missing"));
         }
         Ok(out)
     }
@@ -352,7 +425,10 @@ impl raft::Storage for PeerStorage {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        crate::snapshot::generate(self).map_err(storage_err)
+        crate::snapshot::generate(self).map_err(|e| {
+            self.record_fault(format!("snapshot: {e}"));
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
+        })
     }
 }
 
@@ -367,4 +443,78 @@ pub fn read<T: serde::de::DeserializeOwned>(engine: &dyn Engine, key: &[u8]) -> 
 /// Stages one encoded record into the raft CF.
 pub fn put<T: Serialize>(batch: &mut WriteBatch, key: &[u8], value: &T) {
     batch.put(CfName::Raft, key, &encode(value).expect("raft record encodes"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_storage::{SimEngine, WriteOptions};
+    use raft::Storage as _;
+
+    fn entries(terms: &[(u64, u64)]) -> Vec<Entry> {
+        terms.iter().map(|&(index, term)| Entry { index, term, ..Default::default() }).collect()
+    }
+
+    fn storage(engine: &SimEngine) -> PeerStorage {
+        let region = Region {
+            id: 2,
+            peers: vec![keel_types::Peer { id: 3, store_id: 1, role: PeerRole::Voter }],
+            ..Default::default()
+        };
+        let mut batch = WriteBatch::new();
+        PeerStorage::write_initial_state(&mut batch, &region);
+        engine.write(batch, WriteOptions::SYNC).unwrap();
+        PeerStorage::load(Arc::new(engine.clone()), region).unwrap()
+    }
+
+    fn terms_of(s: &PeerStorage, range: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+        range.map(|i| s.term(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn terms_come_from_memory_and_survive_reload() {
+        let engine = SimEngine::new();
+        let mut s = storage(&engine);
+        let mut batch = WriteBatch::new();
+        s.append(&mut batch, &entries(&[(6, 6), (7, 6), (8, 7), (9, 7), (10, 8)]));
+        assert_eq!(terms_of(&s, 5..=10), [5, 6, 6, 7, 7, 8]);
+        // A new leader's entries replace a conflicting tail.
+        s.append(&mut batch, &entries(&[(9, 9)]));
+        assert_eq!(terms_of(&s, 5..=9), [5, 6, 6, 7, 9]);
+        assert!(s.term(10).is_err());
+        s.stage_raft_state(&mut batch);
+        s.apply_state.applied_index = 8;
+        s.compact_to(&mut batch, 7).unwrap();
+        assert!(s.term(6).is_err(), "compacted");
+        assert_eq!(terms_of(&s, 7..=9), [6, 7, 9]);
+        engine.write(batch, WriteOptions::SYNC).unwrap();
+        let reloaded = PeerStorage::load(Arc::new(engine.clone()), s.region.clone()).unwrap();
+        assert_eq!(terms_of(&reloaded, 7..=9), [6, 7, 9]);
+        let read = reloaded.entries(8, 10, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(read.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), [(8, 7), (9, 9)]);
+        assert_eq!(reloaded.fault(), None);
+    }
+
+    #[test]
+    fn a_corrupt_log_entry_is_a_fault_never_an_error_for_raft() {
+        use rand::SeedableRng;
+        let engine = SimEngine::new();
+        let mut s = storage(&engine);
+        let mut batch = WriteBatch::new();
+        s.append(&mut batch, &entries(&[(6, 6), (7, 6), (8, 6)]));
+        s.stage_raft_state(&mut batch);
+        engine.write(batch, WriteOptions::SYNC).unwrap();
+        let bad = keys::log_key(2, 7);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        engine.corrupt_random_value(&mut rng, &|_, k| k == bad.as_slice()).unwrap();
+        // raft-rs gets the entries before the bad one; the store loop gets the fault.
+        let read = s.entries(6, 9, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(read.len(), 1);
+        assert!(s.fault().unwrap().contains("raft log entry 7"), "{:?}", s.fault());
+        assert_eq!(terms_of(&s, 6..=8), [6, 6, 6], "terms never touch the disk");
+        // A restarted node finds it before serving.
+        engine.crash_keeping(0);
+        let err = PeerStorage::load(Arc::new(engine.clone()), s.region.clone()).err().unwrap();
+        assert!(err.contains("raft log unreadable"), "{err}");
+    }
 }

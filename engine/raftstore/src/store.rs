@@ -208,6 +208,10 @@ impl Store {
                 continue;
             }
             self.process_ready()?;
+            // A slow disk: the sync just done "took" this long, and the loop waits for it.
+            if let Some(stall) = self.engine.take_sync_stall() {
+                tokio::time::sleep(stall).await;
+            }
         }
     }
 
@@ -603,6 +607,7 @@ impl Store {
         if readies.is_empty() {
             return Ok(());
         }
+        self.check_storage_faults()?;
         self.write(batch, must_sync)?;
         self.send(outbox);
 
@@ -623,11 +628,22 @@ impl Store {
             apply_measured(peer, light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
             peer.raw.advance_apply();
         }
+        self.check_storage_faults()?;
         if !batch.is_empty() {
             self.write(batch, false)?;
         }
         self.send(outbox);
         self.finish_round(effects, new_leaders)
+    }
+
+    /// Stops the loop when a raft-rs read of some peer's storage failed (a corrupt log entry,
+    /// say): raft-rs got a short answer, so nothing of this round may be persisted or sent —
+    /// the node stops as it does for a failed write.
+    fn check_storage_faults(&self) -> Result<(), String> {
+        match self.peers.values().find_map(|p| p.raw.store().fault()) {
+            Some(fault) => Err(format!("store {}: disk read failed, stopping: {fault}", self.cfg.store_id)),
+            None => Ok(()),
+        }
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), String> {

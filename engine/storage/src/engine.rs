@@ -85,6 +85,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Approximate bytes and keys of `cf` in `[start, end)` (`end == None`: to the
     /// end of the CF).
     fn approximate_size(&self, cf: CfName, start: &[u8], end: Option<&[u8]>) -> Result<RangeStats>;
+
+    /// How long the caller must wait, once, for the last sync to have "finished": the
+    /// simulated disk's slow-sync fault (it never sleeps itself; the store loop waits on the
+    /// simulated clock). A real engine's syncs take their real time: `None`.
+    fn take_sync_stall(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Whether `(lower, upper)` contains no key at all (also guards against

@@ -24,6 +24,11 @@ pub enum Error {
     /// process (or simulated node) restarts and reopens the disk.
     #[error("storage engine poisoned by an earlier failed sync; restart required")]
     Poisoned,
+    /// Corrupt data was found earlier in this incarnation: the engine stopped serving
+    /// anything (fail-stop) rather than carry on next to a bad block; the node must stop,
+    /// and its disk be checked (and replaced) before it serves again.
+    #[error("storage engine stopped after finding corrupt data; the disk must be checked")]
+    CorruptionFound,
     /// The engine instance this handle or snapshot belongs to was closed or
     /// crashed (simulator) and the disk has been reopened since.
     #[error("storage engine instance is closed")]

@@ -5,7 +5,7 @@
 //!   keyspace per column family; synced batches are fsynced before `write` returns.
 //! - [`SimEngine`] (simulator): in-memory and deterministic, modelling a disk that
 //!   outlives a node's kill/restart, with pending (unsynced) writes that a crash
-//!   drops or tears, failed syncs and corrupted values.
+//!   drops or tears, failed and slow syncs, corrupted values and disk replacement.
 //!
 //! Both are held to the same behaviour by a model-based test (`tests/model.rs`)
 //! against a `BTreeMap` reference, including crash/reopen. For fjall, "crash" there
@@ -30,6 +30,10 @@
 //! - A failed sync poisons the engine: every later call fails with
 //!   [`Error::Poisoned`] until the process (or, in the simulator, the node)
 //!   restarts and reopens the disk.
+//! - Every record carries a checksum; a record that fails it is never returned
+//!   ([`Error::Corruption`]). The simulated disk then also stops serving anything
+//!   ([`Error::CorruptionFound`]) until the node restarts: a node must not carry on
+//!   next to a bad block. It can also make syncs slow ([`Engine::take_sync_stall`]).
 
 mod batch;
 mod cf;

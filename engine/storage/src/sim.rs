@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A stored value with the checksum computed when it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,9 +115,11 @@ struct Pending {
 const LIVE: u8 = 0;
 const POISONED: u8 = 1;
 const CLOSED: u8 = 2;
+const CORRUPT: u8 = 3;
 
-/// The lifetime of one "process" using the disk: poisoned by a failed sync,
-/// closed by a crash. Snapshots hold it so they stop working with their process.
+/// The lifetime of one "process" using the disk: poisoned by a failed sync, stopped by
+/// a corrupt record it read, closed by a crash. Snapshots hold it so they stop working
+/// with their process.
 #[derive(Debug, Default)]
 struct Incarnation(AtomicU8);
 
@@ -125,8 +128,21 @@ impl Incarnation {
         match self.0.load(Ordering::Acquire) {
             LIVE => Ok(()),
             POISONED => Err(Error::Poisoned),
+            CORRUPT => Err(Error::CorruptionFound),
             _ => Err(Error::Closed),
         }
+    }
+
+    /// Verifies a stored record; a bad one stops this incarnation (fail-stop: nothing
+    /// more is served from a disk known to hold a bad block).
+    fn verify(&self, cf: CfName, key: &[u8], stored: &Stored) -> Result<Vec<u8>> {
+        let checked = verify(cf, key, stored);
+        if checked.is_err() {
+            // Only a live incarnation turns corrupt; a closed or poisoned one stays so.
+            let _ = self.0.compare_exchange(LIVE, CORRUPT, Ordering::AcqRel, Ordering::Acquire);
+            tracing::error!(%cf, "simulated disk: corrupt record found, engine stopped");
+        }
+        checked
     }
 }
 
@@ -150,6 +166,10 @@ pub struct SimStats {
     pub written_back: u64,
     /// Values corrupted by [`SimEngine::corrupt_random_value`].
     pub corruptions: u64,
+    /// Syncs that stalled (a slow-sync fault was on).
+    pub slow_syncs: u64,
+    /// Times the disk was replaced by a blank one ([`SimEngine::replace`]).
+    pub replacements: u64,
 }
 
 struct Disk {
@@ -157,6 +177,10 @@ struct Disk {
     pending: VecDeque<Pending>,
     incarnation: Arc<Incarnation>,
     fail_next_sync: bool,
+    /// While set, every successful sync "takes" this long (see [`Engine::take_sync_stall`]).
+    slow_sync: Option<Duration>,
+    /// Stall the last sync owes its caller.
+    stall_owed: Option<Duration>,
     stats: SimStats,
     #[cfg(feature = "planted-bugs")]
     bug: Option<crate::PlantedBug>,
@@ -190,6 +214,10 @@ impl Disk {
         }
         self.pending.clear();
         self.stats.syncs += 1;
+        if let Some(stall) = self.slow_sync {
+            self.stall_owed = Some(stall);
+            self.stats.slow_syncs += 1;
+        }
         Ok(())
     }
 }
@@ -226,6 +254,8 @@ impl SimEngine {
                 pending: VecDeque::new(),
                 incarnation: Arc::default(),
                 fail_next_sync: false,
+                slow_sync: None,
+                stall_owed: None,
                 stats: SimStats::default(),
                 #[cfg(feature = "planted-bugs")]
                 bug: None,
@@ -275,6 +305,7 @@ impl SimEngine {
         d.stats.batches_lost += (d.pending.len() - keep) as u64;
         d.pending.clear();
         d.fail_next_sync = false;
+        d.stall_owed = None;
         d.incarnation.0.store(CLOSED, Ordering::Release);
         d.incarnation = Arc::default();
         tracing::debug!(kept = keep, "simulated disk: crash");
@@ -287,34 +318,75 @@ impl SimEngine {
         self.lock().fail_next_sync = true;
     }
 
+    /// Makes every later sync slow (`Some(stall)`: each takes that long, see
+    /// [`Engine::take_sync_stall`]) or fast again (`None`). Outlives crashes: it is the disk.
+    pub fn set_slow_sync(&self, stall: Option<Duration>) {
+        self.lock().slow_sync = stall;
+    }
+
+    /// Every stored record that fails its checksum, in column family and key order: the
+    /// offline disk check an operator runs before trusting a disk again.
+    pub fn scrub(&self) -> Vec<(CfName, Vec<u8>)> {
+        let d = self.lock();
+        let mut bad = Vec::new();
+        for cf in CfName::ALL {
+            for (k, v) in d.visible.cf(cf).iter() {
+                if verify(cf, k, v).is_err() {
+                    bad.push((cf, k.to_vec()));
+                }
+            }
+        }
+        bad
+    }
+
+    /// Throws the disk's contents away and puts a blank disk in its place (an operator
+    /// replacing a bad drive; the node must be down). Faults set on the old disk go with it.
+    pub fn replace(&self) {
+        let mut d = self.lock();
+        d.visible = Cfs::default();
+        d.pending.clear();
+        d.fail_next_sync = false;
+        d.slow_sync = None;
+        d.stall_owed = None;
+        d.incarnation.0.store(CLOSED, Ordering::Release);
+        d.incarnation = Arc::default();
+        d.stats.replacements += 1;
+        tracing::info!("simulated disk: replaced by a blank one");
+    }
+
+    /// Whether the current incarnation stopped because it read a corrupt record.
+    pub fn corruption_found(&self) -> bool {
+        self.lock().incarnation.0.load(Ordering::Acquire) == CORRUPT
+    }
+
     /// Whether a failed sync has poisoned the current incarnation.
     pub fn is_poisoned(&self) -> bool {
         self.lock().incarnation.0.load(Ordering::Acquire) == POISONED
     }
 
     /// Flips one bit of a randomly chosen stored value (or of its checksum, for an
-    /// empty value) on the disk: later reads of it return [`Error::Corruption`].
-    /// (If a crash later rolls back the batch that wrote that value, the older
-    /// value it replaced comes back intact.) Returns the column family and key
-    /// hit, or `None` if the disk is empty.
-    pub fn corrupt_random_value<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<(CfName, Vec<u8>)> {
+    /// empty value) on the disk, among the records `eligible` accepts: the first read
+    /// of it returns [`Error::Corruption`] and stops the engine (every later call fails
+    /// with [`Error::CorruptionFound`] until the node restarts). (If a crash later rolls
+    /// back the batch that wrote that value, the older value it replaced comes back
+    /// intact.) Returns the column family and key hit, or `None` if nothing is eligible.
+    pub fn corrupt_random_value<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        eligible: &dyn Fn(CfName, &[u8]) -> bool,
+    ) -> Option<(CfName, Vec<u8>)> {
         let mut d = self.lock();
         let d = &mut *d;
-        let total: usize = CfName::ALL.iter().map(|&cf| d.visible.cf(cf).len()).sum();
-        if total == 0 {
+        let candidates: Vec<(CfName, Blob, Stored)> = CfName::ALL
+            .iter()
+            .flat_map(|&cf| d.visible.cf(cf).iter().map(move |(k, v)| (cf, k, v)))
+            .filter(|(cf, k, _)| eligible(*cf, k))
+            .map(|(cf, k, v)| (cf, k.clone(), v.clone()))
+            .collect();
+        if candidates.is_empty() {
             return None;
         }
-        let mut idx = rng.gen_range(0..total);
-        let mut hit = None;
-        for cf in CfName::ALL {
-            let len = d.visible.cf(cf).len();
-            if idx < len {
-                hit = d.visible.cf(cf).iter().nth(idx).map(|(k, v)| (cf, k.clone(), v.clone()));
-                break;
-            }
-            idx -= len;
-        }
-        let (cf, key, stored) = hit?;
+        let (cf, key, stored) = candidates[rng.gen_range(0..candidates.len())].clone();
         let mut bad = stored.clone();
         if stored.value.is_empty() {
             bad.checksum ^= 1 << rng.gen_range(0..64);
@@ -420,7 +492,7 @@ impl Engine for SimEngine {
         let d = self.lock();
         d.incarnation.check()?;
         check_key(key)?;
-        d.visible.cf(cf).get(key).map(|s| verify(cf, key, s)).transpose()
+        d.visible.cf(cf).get(key).map(|s| d.incarnation.verify(cf, key, s)).transpose()
     }
 
     fn snapshot(&self) -> Box<dyn Snapshot> {
@@ -433,6 +505,10 @@ impl Engine for SimEngine {
         d.incarnation.check()?;
         Ok(stats_of(d.visible.cf(cf), start, end))
     }
+
+    fn take_sync_stall(&self) -> Option<Duration> {
+        self.lock().stall_owed.take()
+    }
 }
 
 struct SimSnapshot {
@@ -444,7 +520,7 @@ impl Snapshot for SimSnapshot {
     fn get(&self, cf: CfName, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.incarnation.check()?;
         check_key(key)?;
-        self.cfs.cf(cf).get(key).map(|s| verify(cf, key, s)).transpose()
+        self.cfs.cf(cf).get(key).map(|s| self.incarnation.verify(cf, key, s)).transpose()
     }
 
     fn iter(&self, cf: CfName, lower: Bound<&[u8]>, upper: Bound<&[u8]>, reverse: bool) -> KvIter<'_> {
@@ -455,7 +531,8 @@ impl Snapshot for SimSnapshot {
             return Box::new(std::iter::empty());
         }
         let range = self.cfs.cf(cf).range::<_, [u8]>((lower, upper));
-        let check = move |(k, s): (&Blob, &Stored)| verify(cf, k, s).map(|v| (k.to_vec(), v));
+        let incarnation = &self.incarnation;
+        let check = move |(k, s): (&Blob, &Stored)| incarnation.verify(cf, k, s).map(|v| (k.to_vec(), v));
         let iter: KvIter<'_> = if reverse { Box::new(range.rev().map(check)) } else { Box::new(range.map(check)) };
         Box::new(StopAfterError { inner: iter, done: false })
     }
@@ -533,30 +610,77 @@ mod tests {
     #[test]
     fn corruption_is_detected_never_returned() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let any = |_: CfName, _: &[u8]| true;
         let e = SimEngine::new();
-        assert!(e.corrupt_random_value(&mut rng).is_none());
+        assert!(e.corrupt_random_value(&mut rng, &any).is_none());
         put(&e, b"a", b"value-a", true);
         put(&e, b"e", b"", true);
         let mut corrupted = std::collections::BTreeSet::new();
         for _ in 0..20 {
-            let (cf, key) = e.corrupt_random_value(&mut rng).unwrap();
+            let (cf, key) = e.corrupt_random_value(&mut rng, &any).unwrap();
             assert_eq!(cf, CfName::Raw);
             corrupted.insert(key);
         }
         assert_eq!(corrupted.len(), 2, "both keys hit in 20 draws");
-        for key in [&b"a"[..], b"e"] {
-            assert!(matches!(e.get(CfName::Raw, key), Err(Error::Corruption { .. })));
-        }
+        assert_eq!(e.scrub(), vec![(CfName::Raw, b"a".to_vec()), (CfName::Raw, b"e".to_vec())]);
+        // Unread corruption stops nothing; the first read of it stops the engine.
+        assert!(!e.corruption_found());
+        assert!(matches!(e.get(CfName::Raw, b"a"), Err(Error::Corruption { .. })));
+        assert!(e.corruption_found());
+        assert!(matches!(e.get(CfName::Raw, b"e"), Err(Error::CorruptionFound)));
+        let mut b = WriteBatch::new();
+        b.put(CfName::Raw, b"z", b"1");
+        assert!(matches!(e.write(b, WriteOptions::SYNC), Err(Error::CorruptionFound)));
+        // The corruption is on the durable image: it survives a crash, and a scan finds it.
+        e.crash_keeping(0);
+        assert!(!e.corruption_found());
         let snap = e.snapshot();
         let items: Vec<_> = snap.iter(CfName::Raw, Bound::Unbounded, Bound::Unbounded, false).collect();
         assert_eq!(items.len(), 1);
         assert!(matches!(items[0], Err(Error::Corruption { .. })));
-        // The corruption is on the durable image: it survives a crash.
-        e.crash_keeping(0);
-        assert!(matches!(e.get(CfName::Raw, b"a"), Err(Error::Corruption { .. })));
+        assert!(e.corruption_found(), "a scan that meets it stops the engine too");
         // Overwriting repairs it.
+        e.crash_keeping(0);
         put(&e, b"a", b"fresh", false);
+        put(&e, b"e", b"", false);
         assert_eq!(e.get(CfName::Raw, b"a").unwrap(), Some(b"fresh".to_vec()));
+        assert!(e.scrub().is_empty());
+        // A replaced disk is blank, and old snapshots of it are closed.
+        let old = e.snapshot();
+        e.replace();
+        assert_eq!(e.get(CfName::Raw, b"a").unwrap(), None);
+        assert!(matches!(old.get(CfName::Raw, b"a"), Err(Error::Closed)));
+        assert_eq!(e.stats().replacements, 1);
+    }
+
+    #[test]
+    fn corruption_hits_only_eligible_records() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let e = SimEngine::new();
+        put(&e, b"a", b"1", true);
+        put(&e, b"b", b"2", true);
+        for _ in 0..10 {
+            assert_eq!(e.corrupt_random_value(&mut rng, &|_, k| k == b"b"), Some((CfName::Raw, b"b".to_vec())));
+        }
+        assert_eq!(e.get(CfName::Raw, b"a").unwrap(), Some(b"1".to_vec()));
+        assert!(e.corrupt_random_value(&mut rng, &|_, _| false).is_none());
+    }
+
+    #[test]
+    fn slow_sync_owes_one_stall_per_sync() {
+        let e = SimEngine::new();
+        put(&e, b"a", b"1", true);
+        assert_eq!(e.take_sync_stall(), None);
+        e.set_slow_sync(Some(Duration::from_millis(40)));
+        put(&e, b"b", b"2", false);
+        assert_eq!(e.take_sync_stall(), None, "an unsynced write does not stall");
+        put(&e, b"c", b"3", true);
+        assert_eq!(e.take_sync_stall(), Some(Duration::from_millis(40)));
+        assert_eq!(e.take_sync_stall(), None, "owed once");
+        e.set_slow_sync(None);
+        e.sync().unwrap();
+        assert_eq!(e.take_sync_stall(), None);
+        assert_eq!(e.stats().slow_syncs, 1);
     }
 
     #[test]

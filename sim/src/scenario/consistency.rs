@@ -42,7 +42,9 @@ pub(crate) async fn check_replicas(
     }
 }
 
-/// PD's regions and its live stores (store id → node name), asked from a client node.
+/// PD's regions and its live stores (store id → node name), asked from a client node. A
+/// store whose node has since had its disk replaced (it serves on another port now) is gone:
+/// its replicas count as missing until PD has replaced them.
 async fn pd_view(cluster: &Cluster, pd_addr: &str) -> Option<(Vec<RegionInfo>, BTreeMap<StoreId, String>)> {
     let node = cluster.roles().clients.first().cloned()?;
     let pd = PdClient::new(vec![pd_addr.to_string()]);
@@ -57,7 +59,10 @@ async fn pd_view(cluster: &Cluster, pd_addr: &str) -> Option<(Vec<RegionInfo>, B
     let mut names = BTreeMap::new();
     for store in stores.into_iter().filter(|s| s.state != StoreState::Tombstone) {
         let addr: SocketAddr = store.address.parse().ok()?;
-        names.insert(store.id, cluster.node_by_ip(addr.ip())?);
+        let node = cluster.node_by_ip(addr.ip())?;
+        if addr.port() == super::register::store_port(&cluster.env(&node).disk) {
+            names.insert(store.id, node);
+        }
     }
     Some((regions, names))
 }

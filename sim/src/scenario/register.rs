@@ -29,6 +29,12 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// replica on the same store (register seed 28 needed ~70 s).
 pub(crate) const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(150);
 
+/// The port a storage node serves on: a node whose disk was replaced joins as a new store,
+/// on a new port (PD keeps the old store's address until the old store is removed).
+pub(crate) fn store_port(disk: &keel_storage::SimEngine) -> u16 {
+    STORE_PORT + disk.stats().replacements as u16
+}
+
 /// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
 /// address and the store names.
 pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (String, Vec<String>) {
@@ -49,7 +55,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (
         cluster.add_node(&name, move |env| {
             let pd_addr = pd_addr.clone();
             async move {
-                let mut config = NodeConfig::new(env.addr(STORE_PORT), vec![pd_addr]);
+                let mut config = NodeConfig::new(env.addr(store_port(&env.disk)), vec![pd_addr]);
                 config.test_min = true;
                 config.store_heartbeat_interval = Duration::from_secs(1);
                 if let Err(e) = run_node(config, Arc::new(env.disk.clone()), env.clock.clone()).await {

@@ -568,6 +568,9 @@ impl Family for SlowSync {
     }
 }
 
+/// The resource a fault holds while every region must keep its full set of voters.
+const REPLICAS: &str = "replicas";
+
 struct Corrupt {
     rng: ChaCha8Rng,
     /// Disks this run may have had replaced: each loses every replica on it until PD
@@ -582,9 +585,15 @@ impl Family for Corrupt {
     fn needs(&self) -> Option<Capability> {
         Some(Capability::Corrupt)
     }
-    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
             if self.disks_lost >= view.max_impaired {
+                return None;
+            }
+            // A replaced disk loses one replica of every region on it: only a minority if
+            // every region has all its voters now and keeps them (no membership churn) until
+            // the disk is checked.
+            if !target.fully_replicated().await {
                 return None;
             }
             let node = pick(&mut self.rng, &view.free(view.stores.clone()))?;
@@ -601,7 +610,7 @@ impl Family for Corrupt {
                     Action::Restart(node.clone()),
                 ],
                 hold: hold(&mut self.rng, 1_000, 5_000),
-                resources: vec![format!("proc:{node}")],
+                resources: vec![format!("proc:{node}"), REPLICAS.to_string()],
                 exclusive: false,
                 tail: None,
             })
@@ -675,7 +684,13 @@ impl Family for RegionOps {
             if apply.is_empty() {
                 return None;
             }
-            Some(Fault { label: format!("{} x{}", self.name, apply.len()), apply, ..Fault::default() })
+            // Membership churn can leave a region with fewer voters for a while; it must not
+            // meet a disk about to be replaced (see `Corrupt`).
+            let resources = match self.cap {
+                Capability::Membership => vec![REPLICAS.to_string()],
+                _ => vec![],
+            };
+            Some(Fault { label: format!("{} x{}", self.name, apply.len()), apply, resources, ..Fault::default() })
         })
     }
 }

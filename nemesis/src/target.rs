@@ -89,6 +89,11 @@ pub trait Target {
         let _ = node;
         false
     }
+    /// Whether every region has its full set of voters and nothing else (a disk may then be
+    /// lost without losing a majority of any region).
+    fn fully_replicated(&mut self) -> LocalFuture<'_, bool> {
+        Box::pin(async { true })
+    }
     /// Keys the workload uses (targets for leader lookups and split points).
     fn keys(&self) -> Vec<Vec<u8>> {
         Vec::new()

@@ -258,6 +258,27 @@ impl Target for SimTarget<'_> {
         self.cluster.roles().keys.clone()
     }
 
+    fn fully_replicated(&mut self) -> LocalFuture<'_, bool> {
+        let replicas = self.replicas();
+        Box::pin(async move {
+            let full = self
+                .on_helper(move |pd_addr| async move {
+                    let pd = PdClient::new(vec![pd_addr]);
+                    let regions = pd.scan_regions(b"", b"", 0).await.map_err(|e| e.to_string())?;
+                    let full = regions.iter().all(|r| {
+                        r.region.peers.len() == replicas && r.region.peers.iter().all(|p| p.role == PeerRole::Voter)
+                    });
+                    if full {
+                        Ok(())
+                    } else {
+                        Err("a region lacks voters".into())
+                    }
+                })
+                .await;
+            full.is_ok()
+        })
+    }
+
     fn region_leader<'a>(&'a mut self, key: &'a [u8]) -> LocalFuture<'a, Option<String>> {
         Box::pin(async move {
             self.helper()?;

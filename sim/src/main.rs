@@ -83,6 +83,8 @@ mod cli {
             #[arg(default_value = "ci/seeds.toml")]
             corpus: std::path::PathBuf,
         },
+        /// List the fault families `--nemesis` takes (a swarm draws from all of them).
+        Families,
         /// Run every planted bug over its seed budget; fail if one is not caught.
         Negative {
             /// Only this bug.
@@ -202,6 +204,12 @@ mod cli {
         // Swarm testing: a random subset of the families (each kept with probability 1/2,
         // never none unless the pool is empty), so some runs hammer one fault hard.
         let mut subset: Vec<String> = pool.iter().filter(|_| rng.gen_bool(0.5)).cloned().collect();
+        // Disk replacement and membership churn never share a run (see keel_nemesis::run):
+        // keep one of the two.
+        if subset.iter().any(|f| f == "corrupt") && subset.iter().any(|f| f == "membership") {
+            let drop = if rng.gen_bool(0.5) { "corrupt" } else { "membership" };
+            subset.retain(|f| f != drop);
+        }
         if subset.is_empty() {
             if let Some(one) = pool.choose(&mut rng) {
                 subset.push(one.clone());
@@ -277,6 +285,12 @@ mod cli {
             Command::Swarm { seeds, opts, jobs, fixed } => swarm(seeds, &opts, jobs, fixed),
             Command::Replay { corpus } => replay(&corpus),
             Command::Negative { bug } => negative_tests(bug.as_deref()),
+            Command::Families => {
+                for (name, what) in keel_nemesis::FAMILIES {
+                    println!("{name:<15} {what}");
+                }
+                0
+            }
         }
     }
 

@@ -10,7 +10,8 @@
 
 use keel_rpc::{RpcClient, RpcError};
 use keel_types::proto::pd::{
-    ManualOperator, Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreStats,
+    ManualOperator, Operator, OperatorStatus, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo,
+    Store, StoreStats,
 };
 use keel_types::{PeerId, Region, RegionId, StoreId, Timestamp};
 use std::collections::VecDeque;
@@ -335,6 +336,14 @@ impl PdClient {
     /// flight; acceptance means the steps will go out, not that they are done.
     pub async fn add_operator(&self, region_id: RegionId, op: ManualOperator) -> Result<(), PdClientError> {
         expect_ok("AddOperator", self.inner.call(PdRequest::AddOperator { region_id, op }).await?)
+    }
+
+    /// How busy PD's schedulers are: operators in flight, and created since PD opened.
+    pub async fn get_operator_status(&self) -> Result<OperatorStatus, PdClientError> {
+        match self.inner.call(PdRequest::GetOperatorStatus).await? {
+            PdResponse::OperatorStatus(status) => Ok(status),
+            other => Err(unexpected("GetOperatorStatus", other)),
+        }
     }
 
     /// `count` fresh timestamps in one round trip (not batched with other callers).

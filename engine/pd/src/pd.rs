@@ -9,8 +9,8 @@ use crate::tso::{Tso, TsoFailure};
 use crate::{Error, PdConfig, ID_ALLOC_COUNT_MAX, MAX_REPLICAS_MAX, TSO_COUNT_MAX};
 use keel_storage::{Engine, WriteBatch};
 use keel_types::proto::pd::{
-    ManualOperator, Operator, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo, Store, StoreState,
-    StoreStats,
+    ManualOperator, Operator, OperatorStatus, PdError, PdRequest, PdResponse, PdResult, RegionHeartbeat, RegionInfo,
+    Store, StoreState, StoreStats,
 };
 use keel_types::{trace_event, Clock, Peer, PeerRole, Region, RegionEpoch, RegionId, StoreId, Timestamp};
 use std::collections::BTreeMap;
@@ -300,6 +300,10 @@ impl Pd {
             }
             PdRequest::ReportSplit { left, right } => self.report_split(left, right),
             PdRequest::AddOperator { region_id, op } => self.add_operator(region_id, &op),
+            PdRequest::GetOperatorStatus => Ok(PdResponse::OperatorStatus(OperatorStatus {
+                in_flight: self.operators_in_flight() as u64,
+                created: OperatorKind::ALL.iter().map(|k| self.operator_counters(*k).created).sum(),
+            })),
         }
     }
 

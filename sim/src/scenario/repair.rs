@@ -2,14 +2,15 @@
 //! thousands of keys so regions split and PD balances them; then one storage node dies for
 //! good. Checks: within bounded simulated time PD's replica checker has every region back
 //! to three healthy voters on live stores (learner added, caught up by snapshot, promoted,
-//! the dead peer removed); after load stops, region counts per live store converge within a
-//! small bound and no operator is left running; every acknowledged add survives.
+//! the dead peer removed); after load stops, replica and leader counts per live store converge
+//! within a small bound, and then for a quiet stretch no operator runs or starts (PD's
+//! operator status) and no region, epoch or leader changes; every acknowledged add survives.
 
 use crate::cluster::Cluster;
-use crate::runner::{RunConfig, ScenarioOutcome};
+use crate::runner::{add_stat, RunConfig, ScenarioOutcome};
 use crate::scenario::register::start_cluster;
 use keel_client::{PdClient, RawClient};
-use keel_types::proto::pd::RegionInfo;
+use keel_types::proto::pd::{OperatorStatus, RegionInfo};
 use keel_types::{PeerRole, StoreId};
 use keel_workloads::set::{check_scan, run_process, scan_all, SharedSet};
 use rand::SeedableRng;
@@ -25,15 +26,18 @@ const PROCESSES: u64 = 3;
 /// After a store dies, every region must be whole again within this much simulated time
 /// (PD waits `max_store_down_time`, 10 s in the simulator, before replacing).
 const REPAIR_DEADLINE: Duration = Duration::from_secs(120);
-/// After load stops, region counts per live store must be this close.
+/// After load stops, replica counts per live store must be this close...
 const BALANCE_SPREAD_MAX: usize = 3;
-/// How long the cluster must stay quiet (no membership change) at the end.
+/// ...and leader counts per live store this close.
+const LEADER_SPREAD_MAX: usize = 3;
+/// How long the cluster must stay quiet at the end: no operator running or started, no
+/// region, epoch or leader changed.
 const QUIET_STRETCH: Duration = Duration::from_secs(20);
 
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, 3);
+    let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3);
     cluster.add_client("observer");
     let pd = PdClient::new(vec![pd_addr.clone()]);
     let state = SharedSet::default();
@@ -87,7 +91,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
 
     // Balance converges and then nothing moves.
     if violation.is_none() {
-        violation = check_converged(&cluster, &pd, &stores, &victim, victim_id).await;
+        violation = check_converged(&cluster, &pd, victim_id).await;
     }
     let final_regions = observe(&cluster, &pd).await;
 
@@ -168,51 +172,102 @@ fn describe(r: &RegionInfo) -> String {
     format!("region {} [{}]", r.region.id, peers.join(","))
 }
 
-/// After load stops: region counts per live store converge within a bound, then stay still.
-async fn check_converged(
-    cluster: &Cluster,
-    pd: &PdClient,
-    stores: &[String],
-    victim: &str,
-    dead: StoreId,
-) -> Option<String> {
-    let live = stores.iter().filter(|s| s.as_str() != victim).count();
-    let start = Instant::now();
-    let spread = |regions: &[RegionInfo]| {
-        let mut counts: BTreeMap<StoreId, usize> = BTreeMap::new();
-        for r in regions {
-            for p in &r.region.peers {
-                *counts.entry(p.store_id).or_default() += 1;
-            }
+/// Replicas and leaders per live store (every live store listed, with zeros).
+fn per_store(regions: &[RegionInfo], live: &[StoreId]) -> (BTreeMap<StoreId, usize>, BTreeMap<StoreId, usize>) {
+    let mut replicas: BTreeMap<StoreId, usize> = live.iter().map(|s| (*s, 0)).collect();
+    let mut leaders = replicas.clone();
+    for r in regions {
+        for p in &r.region.peers {
+            replicas.entry(p.store_id).and_modify(|n| *n += 1);
         }
-        let per_store: Vec<usize> = counts.iter().filter(|(id, _)| **id != dead).map(|(_, n)| *n).collect();
-        let min = if per_store.len() < live { 0 } else { per_store.iter().copied().min().unwrap_or(0) };
-        per_store.iter().copied().max().unwrap_or(0) - min
+        if let Some(l) = r.leader {
+            leaders.entry(l.store_id).and_modify(|n| *n += 1);
+        }
+    }
+    (replicas, leaders)
+}
+
+fn spread(counts: &BTreeMap<StoreId, usize>) -> usize {
+    counts.values().max().copied().unwrap_or(0) - counts.values().min().copied().unwrap_or(0)
+}
+
+/// Regions, their epochs and leaders: what any operator step (or election) changes.
+fn shape(regions: &[RegionInfo]) -> Vec<(u64, keel_types::RegionEpoch, Option<u64>)> {
+    regions.iter().map(|r| (r.region.id, r.region.epoch, r.leader.map(|l| l.id))).collect()
+}
+
+/// After load stops: region and leader counts per live store converge within a bound, and
+/// then for [`QUIET_STRETCH`] no operator runs or starts and no region or leader changes.
+async fn check_converged(cluster: &Cluster, pd: &PdClient, dead: StoreId) -> Option<String> {
+    let live: Vec<StoreId> = {
+        let pd = pd.clone();
+        cluster
+            .spawn_on("observer", async move {
+                loop {
+                    if let Ok(stores) = pd.get_all_stores().await {
+                        return stores.iter().filter(|s| s.id != dead).map(|s| s.id).collect();
+                    }
+                    sleep(Duration::from_millis(200)).await;
+                }
+            })
+            .await
+            .expect("observer task")
     };
-    let mut last_change = String::new();
+    let start = Instant::now();
+    let mut last;
     loop {
         let before = observe(cluster, pd).await;
-        if spread(&before) <= BALANCE_SPREAD_MAX {
+        let ops_before = operators(cluster, pd).await;
+        let (replicas, leaders) = per_store(&before, &live);
+        if spread(&replicas) <= BALANCE_SPREAD_MAX && spread(&leaders) <= LEADER_SPREAD_MAX && ops_before.in_flight == 0
+        {
             sleep(QUIET_STRETCH).await;
             let after = observe(cluster, pd).await;
-            let shape = |rs: &[RegionInfo]| rs.iter().map(|r| (r.region.id, r.region.epoch)).collect::<Vec<_>>();
-            if shape(&before) == shape(&after) {
+            let ops_after = operators(cluster, pd).await;
+            if shape(&before) == shape(&after) && ops_after == ops_before {
+                add_stat("final_replica_spread", spread(&replicas) as u64);
+                add_stat("final_leader_spread", spread(&leaders) as u64);
                 return None;
             }
             let old: BTreeMap<u64, String> = before.iter().map(|r| (r.region.id, describe(r))).collect();
-            last_change = after
+            let changed: Vec<String> = after
                 .iter()
                 .filter(|r| old.get(&r.region.id) != Some(&describe(r)))
                 .map(|r| format!("{} (was {})", describe(r), old.get(&r.region.id).map_or("absent", |s| s.as_str())))
-                .collect::<Vec<_>>()
-                .join("; ");
+                .collect();
+            last = format!(
+                "{} operators started, {} in flight; changed: {}",
+                ops_after.created - ops_before.created,
+                ops_after.in_flight,
+                changed.join("; ")
+            );
+        } else {
+            last = format!(
+                "replicas per store {replicas:?}, leaders per store {leaders:?}, {} operators in flight",
+                ops_before.in_flight
+            );
         }
         if start.elapsed() > REPAIR_DEADLINE {
             return Some(format!(
-                "balance: region counts per live store never settled within {BALANCE_SPREAD_MAX} (spread {}); still changing: {last_change}",
-                spread(&before)
+                "balance: did not settle within {REPAIR_DEADLINE:?} (replica spread at most {BALANCE_SPREAD_MAX}, leader spread at most {LEADER_SPREAD_MAX}, then {QUIET_STRETCH:?} without operators): {last}"
             ));
         }
         sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// PD's operator status (asked from the observer node).
+async fn operators(cluster: &Cluster, pd: &PdClient) -> OperatorStatus {
+    let pd = pd.clone();
+    cluster
+        .spawn_on("observer", async move {
+            loop {
+                if let Ok(status) = pd.get_operator_status().await {
+                    return status;
+                }
+                sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .expect("observer task")
 }

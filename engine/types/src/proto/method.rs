@@ -76,6 +76,7 @@ impl PdRequest {
             PdRequest::AskSplit { .. } => "pd_ask_split",
             PdRequest::ReportSplit { .. } => "pd_report_split",
             PdRequest::AddOperator { .. } => "pd_add_operator",
+            PdRequest::GetOperatorStatus => "pd_get_operator_status",
         }
     }
 }

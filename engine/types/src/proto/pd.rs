@@ -185,6 +185,18 @@ pub enum PdRequest {
         /// What to do to it.
         op: ManualOperator,
     },
+    /// How busy the schedulers are: operators in flight now, and created since PD opened.
+    /// Tests use it to assert scheduling has settled (nothing runs, nothing new starts).
+    GetOperatorStatus,
+}
+
+/// PD's scheduling activity ([`PdRequest::GetOperatorStatus`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStatus {
+    /// Operators in flight (at most one per region).
+    pub in_flight: u64,
+    /// Operators created since this PD opened, of every kind.
+    pub created: u64,
 }
 
 /// A region with its leader, as routing needs it.
@@ -243,6 +255,8 @@ pub enum PdResponse {
         /// New peer ids, one per peer of the region, in the region's peer order.
         new_peer_ids: Vec<PeerId>,
     },
+    /// Answer to `GetOperatorStatus`.
+    OperatorStatus(OperatorStatus),
 }
 
 /// Why PD refused a call.

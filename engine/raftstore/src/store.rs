@@ -1,7 +1,9 @@
 //! The store loop: one task owns every region peer on this store. Each round it takes a
-//! batch of inbox messages, ticks when due, collects every peer's raft Ready, writes all of
-//! their log entries, hard states and applied data in ONE synced batch (group commit), and
-//! only then sends the messages that must follow persistence and answers clients.
+//! batch of inbox messages, ticks when due, collects every peer's raft Ready, sends the
+//! messages that need no persistence (a leader's appends: followers then sync in parallel
+//! with the leader), writes all of their log entries, hard states and applied data in ONE
+//! synced batch (group commit), and only then sends the messages that must follow
+//! persistence and answers clients.
 
 use crate::apply::Overlay;
 use crate::cmd::{CmdBody, CmdResult, RaftCmd};
@@ -608,8 +610,12 @@ impl Store {
             return Ok(());
         }
         self.check_storage_faults()?;
-        self.write(batch, must_sync)?;
+        // A Ready's `messages` do not depend on its own entries being persisted (raft-rs
+        // documents them as sendable at once; the Raft thesis §10.2.1): the leader's appends
+        // go out before its sync, so followers sync in parallel with it rather than after it.
+        // Only `persisted_messages` (votes, append responses) must wait for the sync below.
         self.send(outbox);
+        self.write(batch, must_sync)?;
 
         // After persistence: persisted messages, advance, and whatever became committed.
         let mut batch = WriteBatch::new();

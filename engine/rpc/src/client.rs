@@ -1,10 +1,10 @@
 //! The calling side: a lazily (re)connected connection per peer address, calls matched to
 //! replies by id, and errors that say whether the call may have taken effect.
 
-use crate::codec::{framing, Envelope};
+use crate::codec::{framing, write_frames, Envelope};
 use crate::Message;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use keel_types::codec::{decode, encode};
 use keel_types::trace;
 use std::collections::HashMap;
@@ -202,11 +202,7 @@ impl<Resp: Message> Connection<Resp> {
         let writer_closed = closed.clone();
         let writer = tokio::spawn(async move {
             let mut sink = FramedWrite::new(write_half, framing());
-            while let Some(frame) = rx.recv().await {
-                if sink.send(frame).await.is_err() {
-                    break;
-                }
-            }
+            let _ = write_frames(&mut sink, &mut rx).await;
             writer_closed.store(true, Ordering::Relaxed);
         });
 

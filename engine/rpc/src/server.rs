@@ -4,10 +4,10 @@
 //! requests (or never reads its replies) is held back by TCP instead of growing the server's
 //! memory without bound.
 
-use crate::codec::{framing, Envelope};
+use crate::codec::{framing, write_frames, Envelope};
 use crate::Message;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use keel_types::codec::{decode, encode};
 use keel_types::limits::RPC_IN_FLIGHT_MAX;
 use keel_types::trace;
@@ -63,11 +63,8 @@ where
     let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSES_QUEUED_MAX);
     let in_flight = Arc::new(Semaphore::new(RPC_IN_FLIGHT_MAX));
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if let Err(err) = sink.send(frame).await {
-                tracing::debug!(%err, %peer, "rpc write failed; closing connection");
-                break;
-            }
+        if let Err(err) = write_frames(&mut sink, &mut rx).await {
+            tracing::debug!(%err, %peer, "rpc write failed; closing connection");
         }
     });
     loop {

@@ -1,5 +1,5 @@
-//! The RawKV client: single-key and batch reads and writes, range deletes, forward and
-//! reverse scans and compare-and-swap, routed through the [`RegionCache`] and retried with
+//! The RawKV client: single-key and batch reads and writes (optionally with a time to
+//! live), range deletes, forward and reverse scans and compare-and-swap, routed through the [`RegionCache`] and retried with
 //! bounded exponential backoff under an overall per-operation deadline.
 //!
 //! # Spanning regions
@@ -338,14 +338,39 @@ impl RawClient {
 
     /// Sets `key` to `value`.
     pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
-        let (key, value) = (key.into(), value.into());
+        self.put_expiring(key.into(), value.into(), 0).await
+    }
+
+    /// Sets `key` to `value` for `ttl` (whole milliseconds, at least 1): after that the key
+    /// is gone for every reader. The clock is the leader's that accepts the write.
+    pub async fn put_with_ttl(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, ttl: Duration) -> Result<()> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        if ttl_ms == 0 {
+            return Err(ClientError::Invalid(format!("ttl {ttl:?} is under 1 ms")));
+        }
+        self.put_expiring(key.into(), value.into(), ttl_ms).await
+    }
+
+    async fn put_expiring(&self, key: Vec<u8>, value: Vec<u8>, ttl_ms: u64) -> Result<()> {
         check_key(&key)?;
         check_value(&value)?;
         let mut op = self.op("put", Kind::Write, &key);
-        let (_, resp) = self
-            .run(&mut op, Target::Key(&key), |_| RawCommand::Put { key: key.clone(), value: value.clone() })
-            .await?;
+        let make = |_: &Region| RawCommand::Put { key: key.clone(), value: value.clone(), ttl_ms };
+        let (_, resp) = self.run(&mut op, Target::Key(&key), make).await?;
         expect_done(&mut op, resp)
+    }
+
+    /// How long `key` has left: `None` if it is absent (or expired), `Some(Duration::ZERO)`
+    /// if it never expires.
+    pub async fn get_key_ttl(&self, key: impl Into<Vec<u8>>) -> Result<Option<Duration>> {
+        let key = key.into();
+        check_key(&key)?;
+        let mut op = self.op("get_key_ttl", Kind::Read, &key);
+        let (_, resp) = self.run(&mut op, Target::Key(&key), |_| RawCommand::GetKeyTtl { key: key.clone() }).await?;
+        match resp {
+            RawResponse::Ttl(ttl_ms) => Ok(ttl_ms.map(Duration::from_millis)),
+            other => Err(op.unexpected(&other)),
+        }
     }
 
     /// Sets every pair (a key given twice takes its last value). Atomic per region only: a
@@ -364,6 +389,7 @@ impl RawClient {
         while let Some(first) = pending.keys().next().cloned() {
             let make = |r: &Region| RawCommand::BatchPut {
                 pairs: pending.range::<[u8], _>(region_bounds(r)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                ttls_ms: vec![],
             };
             let (region, resp) = self.run(&mut op, Target::Key(&first), make).await?;
             expect_done(&mut op, resp)?;
@@ -528,6 +554,7 @@ impl RawClient {
             key: key.clone(),
             expected: expected.clone(),
             value: value.clone(),
+            ttl_ms: 0,
         };
         let (_, resp) = self.run(&mut op, Target::Key(&key), make).await?;
         match resp {

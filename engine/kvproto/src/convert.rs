@@ -182,6 +182,87 @@ mod tests {
     }
 
     #[test]
+    fn region_errors_take_errorpb_shape_in_the_clients_encoding() {
+        let leader = Peer { id: 5, store_id: 2, role: PeerRole::Voter };
+        let pb = region_error_to_pb(&RegionError::NotLeader { region_id: 3, leader: Some(leader) }, false);
+        assert_eq!(pb.not_leader, Some(errorpb::NotLeader { region_id: 3, leader: Some(peer_to_pb(&leader)) }));
+
+        let region = Region { id: 3, start_key: b"a".to_vec(), end_key: b"m".to_vec(), ..Default::default() };
+        let stale = RegionError::EpochNotMatch { current_regions: vec![region.clone()] };
+        let current = region_error_to_pb(&stale, true).epoch_not_match.expect("epoch_not_match").current_regions;
+        assert_eq!(current, vec![region_to_pb(&region, true)]);
+        assert_eq!(
+            (current[0].start_key.clone(), current[0].end_key.clone()),
+            (encode_bytes(b"a"), encode_bytes(b"m"))
+        );
+        let raw = region_error_to_pb(&stale, false).epoch_not_match.expect("epoch_not_match").current_regions;
+        assert_eq!(raw[0].start_key, b"a".to_vec());
+
+        let pb = region_error_to_pb(&RegionError::RegionNotFound { region_id: 9 }, false);
+        assert_eq!(pb.region_not_found, Some(errorpb::RegionNotFound { region_id: 9 }));
+
+        let outside = RegionError::KeyNotInRegion {
+            key: b"z".to_vec(),
+            region_id: 3,
+            start_key: b"a".to_vec(),
+            end_key: b"m".to_vec(),
+        };
+        let pb = region_error_to_pb(&outside, true).key_not_in_region.expect("key_not_in_region");
+        assert_eq!((pb.key, pb.region_id), (b"z".to_vec(), 3));
+        assert_eq!((pb.start_key, pb.end_key), (encode_bytes(b"a"), encode_bytes(b"m")));
+
+        let busy = region_error_to_pb(&RegionError::ServerIsBusy { reason: "max_ts".into() }, true);
+        assert_eq!(busy.server_is_busy.expect("server_is_busy").reason, "max_ts");
+        assert!(busy.message.contains("max_ts"), "{}", busy.message);
+    }
+
+    #[test]
+    fn key_errors_take_kvrpcpb_shape() {
+        let lock = LockInfo {
+            key: b"k".to_vec(),
+            primary: b"p".to_vec(),
+            start_ts: Timestamp(10),
+            ttl_ms: 3000,
+            min_commit_ts: Timestamp(11),
+            secondaries: vec![b"s".to_vec()],
+            use_async_commit: true,
+        };
+        let locked = key_error_to_pb(&KeyError::Locked { lock: lock.clone() }).locked.expect("locked");
+        assert_eq!((locked.key, locked.primary_lock, locked.lock_version), (b"k".to_vec(), b"p".to_vec(), 10));
+        assert_eq!((locked.lock_ttl, locked.min_commit_ts, locked.use_async_commit), (3000, 11, true));
+        assert_eq!(locked.secondaries, vec![b"s".to_vec()]);
+
+        let conflict = KeyError::WriteConflict {
+            start_ts: Timestamp(5),
+            conflict_start_ts: Timestamp(6),
+            conflict_commit_ts: Timestamp(7),
+            key: b"k".to_vec(),
+            primary: b"p".to_vec(),
+        };
+        let pb = key_error_to_pb(&conflict).conflict.expect("conflict");
+        assert_eq!((pb.start_ts, pb.conflict_ts, pb.conflict_commit_ts), (5, 6, 7));
+        assert_eq!((pb.key, pb.primary), (b"k".to_vec(), b"p".to_vec()));
+
+        let pb = key_error_to_pb(&KeyError::AlreadyExist { key: b"k".to_vec() });
+        assert_eq!(pb.already_exist, Some(kvrpcpb::AlreadyExist { key: b"k".to_vec() }));
+
+        let expired = KeyError::CommitTsExpired {
+            start_ts: Timestamp(5),
+            commit_ts: Timestamp(6),
+            key: b"k".to_vec(),
+            min_commit_ts: Timestamp(8),
+        };
+        let pb = key_error_to_pb(&expired).commit_ts_expired.expect("commit_ts_expired");
+        assert_eq!((pb.start_ts, pb.attempted_commit_ts, pb.min_commit_ts), (5, 6, 8));
+
+        let pb = key_error_to_pb(&KeyError::TxnNotFound { start_ts: Timestamp(5), primary: b"p".to_vec() });
+        assert_eq!(pb.txn_not_found, Some(kvrpcpb::TxnNotFound { start_ts: 5, primary_key: b"p".to_vec() }));
+
+        let pb = key_error_to_pb(&KeyError::RolledBack { start_ts: Timestamp(5) });
+        assert!(!pb.abort.is_empty() && pb.locked.is_none() && pb.conflict.is_none(), "{pb:?}");
+    }
+
+    #[test]
     fn boundaries_keep_the_open_end_empty() {
         let region = Region { id: 7, start_key: b"a".to_vec(), end_key: vec![], ..Default::default() };
         let pb = region_to_pb(&region, true);

@@ -2,6 +2,7 @@
 //! turns the same entries into the same writes.
 
 use crate::cmd::{AdminRequest, CmdBody, CmdResult, RaftCmd, Request, RequestResult};
+use crate::raw_ttl;
 use crate::snapshot::{key_in_region, region_bounds};
 use keel_storage::{CfName, Engine, WriteBatch};
 use keel_types::{Peer, Region, RegionError};
@@ -165,6 +166,86 @@ fn apply_request(
             }
             return Ok(RequestResult::Cas { succeeded, previous });
         }
+        Request::RawCompareAndSwap { key, expected, value, expire_ms, now_ms } => {
+            let mut previous = overlay.get(engine, CfName::Raw, &key)?;
+            if previous.is_some() {
+                if let Some(expiry) = overlay.get(engine, CfName::RawTtl, &key)? {
+                    if raw_ttl::is_expired(raw_ttl::decode_expiry(&expiry)?, now_ms) {
+                        previous = None;
+                    }
+                }
+            }
+            let succeeded = previous == expected;
+            if succeeded {
+                for req in raw_ttl::put_requests(key, value, expire_ms) {
+                    apply_request(engine, overlay, batch, region, req)?;
+                }
+            }
+            return Ok(RequestResult::Cas { succeeded, previous });
+        }
     }
     Ok(RequestResult::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw_ttl::encode_expiry;
+    use keel_storage::{SimEngine, WriteOptions};
+
+    fn cas(expected: Option<&[u8]>, value: &[u8], expire_ms: Option<u64>, now_ms: u64) -> RaftCmd {
+        RaftCmd {
+            region_id: 0,
+            epoch: Default::default(),
+            body: CmdBody::Write(vec![Request::RawCompareAndSwap {
+                key: b"k".to_vec(),
+                expected: expected.map(<[u8]>::to_vec),
+                value: value.to_vec(),
+                expire_ms,
+                now_ms,
+            }]),
+        }
+    }
+
+    /// Applies `cmds` as one batch; returns each CAS's (succeeded, previous).
+    fn apply_all(engine: &SimEngine, cmds: Vec<RaftCmd>) -> Vec<(bool, Option<Vec<u8>>)> {
+        let (mut overlay, mut batch, mut region) = (Overlay::default(), WriteBatch::new(), Region::default());
+        let results = cmds
+            .into_iter()
+            .map(|cmd| match apply_cmd(engine, &mut overlay, &mut batch, &mut region, cmd) {
+                Ok(Ok(CmdResult::Write(r))) => match &r[..] {
+                    [RequestResult::Cas { succeeded, previous }] => (*succeeded, previous.clone()),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        engine.write(batch, WriteOptions::SYNC).unwrap();
+        results
+    }
+
+    #[test]
+    fn raw_cas_treats_an_expired_key_as_absent_and_sets_the_new_expiry() {
+        let engine = SimEngine::new();
+        let mut b = WriteBatch::new();
+        b.put(CfName::Raw, b"k", b"old");
+        b.put(CfName::RawTtl, b"k", &encode_expiry(100));
+        engine.write(b, WriteOptions::SYNC).unwrap();
+
+        // Not yet expired at 99: the value counts.
+        assert_eq!(apply_all(&engine, vec![cas(None, b"x", None, 99)]), vec![(false, Some(b"old".to_vec()))]);
+        // Expired at 100: absent, so a CAS expecting absence swaps in a value expiring at 500;
+        // a second CAS in the same batch sees that value (through the overlay), not expired
+        // at 499, and swaps in one that never expires.
+        let got = apply_all(&engine, vec![cas(None, b"new", Some(500), 100), cas(Some(b"new"), b"last", None, 499)]);
+        assert_eq!(got, vec![(true, None), (true, Some(b"new".to_vec()))]);
+        assert_eq!(engine.get(CfName::Raw, b"k").unwrap(), Some(b"last".to_vec()));
+        assert_eq!(engine.get(CfName::RawTtl, b"k").unwrap(), None, "a swap without TTL clears the expiry");
+        // Never expires now.
+        assert_eq!(
+            apply_all(&engine, vec![cas(Some(b"last"), b"v", Some(7), u64::MAX)]),
+            vec![(true, Some(b"last".to_vec()))]
+        );
+        assert_eq!(engine.get(CfName::RawTtl, b"k").unwrap(), Some(encode_expiry(7)));
+    }
 }

@@ -34,7 +34,9 @@ pub enum Request {
         end: Vec<u8>,
     },
     /// Set `key` to `value` only if its value equals `expected` (`None`: absent). Evaluated
-    /// at apply time, so it is atomic with respect to every other command.
+    /// at apply time, so it is atomic with respect to every other command. keel no longer
+    /// proposes it (RawKV uses [`Request::RawCompareAndSwap`]); it stays so raft logs written
+    /// before raw TTL existed still apply.
     CompareAndSwap {
         /// Column family.
         cf: CfName,
@@ -45,6 +47,21 @@ pub enum Request {
         /// New value.
         value: Vec<u8>,
     },
+    /// RawKV compare-and-swap, TTL-aware (see [`crate::raw_ttl`]): a key expired at `now_ms`
+    /// counts as absent; on success the key gets `value` and expires at `expire_ms`
+    /// (`None`: never). `now_ms` is the proposer's clock, so every replica decides alike.
+    RawCompareAndSwap {
+        /// Raw key.
+        key: Vec<u8>,
+        /// Required current value.
+        expected: Option<Vec<u8>>,
+        /// New value.
+        value: Vec<u8>,
+        /// Expiry of the new value.
+        expire_ms: Option<u64>,
+        /// The time expiry is judged at.
+        now_ms: u64,
+    },
 }
 
 impl Request {
@@ -54,6 +71,7 @@ impl Request {
             Request::Put { cf, key, .. } | Request::Delete { cf, key } | Request::CompareAndSwap { cf, key, .. } => {
                 (*cf, key)
             }
+            Request::RawCompareAndSwap { key, .. } => (CfName::Raw, key),
             Request::DeleteRange { cf, start, .. } => (*cf, start),
         }
     }

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod keys;
 mod peer;
 mod peer_storage;
+pub mod raw_ttl;
 mod snapshot;
 mod split_check;
 mod store;

@@ -11,7 +11,7 @@ use raft::eraftpb::Snapshot;
 use serde::{Deserialize, Serialize};
 
 /// The column families that hold a region's data (everything but the raft CF).
-pub const DATA_CFS: [CfName; 4] = [CfName::Default, CfName::Lock, CfName::Write, CfName::Raw];
+pub const DATA_CFS: [CfName; 5] = [CfName::Default, CfName::Lock, CfName::Write, CfName::Raw, CfName::RawTtl];
 
 /// The payload of a raft snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]

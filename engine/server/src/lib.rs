@@ -15,6 +15,7 @@ mod grpc;
 mod node;
 mod pd_reporter;
 mod raw;
+mod raw_read;
 mod running;
 mod service;
 mod transport;

@@ -1,9 +1,13 @@
 //! RawKV commands: validated here, writes proposed through raft (compare-and-swap is
 //! evaluated at apply time, so it is atomic), reads served from a ReadIndex view.
+//!
+//! Time to live: a write with a TTL expires at the node's clock reading when the command
+//! arrives plus the TTL; reads judge expiry by the same clock (see [`crate::raw_read`]).
 
+use crate::raw_read;
 use keel_raftstore::cmd::{CmdBody, CmdResult, Request, RequestResult};
-use keel_raftstore::{ReadView, StoreHandle};
-use keel_storage::CfName;
+use keel_raftstore::raw_ttl::{delete_range_requests, delete_requests, expiry_of, put_requests};
+use keel_raftstore::StoreHandle;
 use keel_types::error::InvalidArgument;
 use keel_types::limits::{BATCH_KEYS_MAX, KEY_SIZE_MAX_BYTES, SCAN_LIMIT_MAX, VALUE_SIZE_MAX_BYTES};
 use keel_types::proto::store::{Context, RawCommand, RawResponse, StoreError};
@@ -54,14 +58,25 @@ fn check_in_region(region: &Region, key: &[u8]) -> Result<(), StoreError> {
     }
 }
 
-/// Validates and executes one RawKV command.
-pub async fn handle(store: &StoreHandle, ctx: Context, cmd: RawCommand) -> Result<RawResponse, StoreError> {
+/// Validates and executes one RawKV command at `now_ms` (the node's clock).
+pub async fn handle(
+    store: &StoreHandle,
+    ctx: Context,
+    cmd: RawCommand,
+    now_ms: u64,
+) -> Result<RawResponse, StoreError> {
     match cmd {
         RawCommand::Get { key } => {
             check_key(&key)?;
             let view = store.read(ctx).await?;
             check_in_region(&view.region, &key)?;
-            Ok(RawResponse::Value(get(&view, &key)?))
+            Ok(RawResponse::Value(raw_read::get(&*view.snapshot, &key, now_ms)?))
+        }
+        RawCommand::GetKeyTtl { key } => {
+            check_key(&key)?;
+            let view = store.read(ctx).await?;
+            check_in_region(&view.region, &key)?;
+            Ok(RawResponse::Ttl(raw_read::ttl(&*view.snapshot, &key, now_ms)?))
         }
         RawCommand::BatchGet { keys } => {
             check_batch(keys.len())?;
@@ -70,7 +85,7 @@ pub async fn handle(store: &StoreHandle, ctx: Context, cmd: RawCommand) -> Resul
             let mut pairs = Vec::with_capacity(keys.len());
             for key in keys {
                 check_in_region(&view.region, &key)?;
-                if let Some(v) = get(&view, &key)? {
+                if let Some(v) = raw_read::get(&*view.snapshot, &key, now_ms)? {
                     pairs.push((key, v));
                 }
             }
@@ -92,62 +107,63 @@ pub async fn handle(store: &StoreHandle, ctx: Context, cmd: RawCommand) -> Resul
                 return Ok(RawResponse::Pairs(vec![]));
             }
             let upper = (!end.is_empty()).then_some(end.as_slice());
-            let mut pairs = view
-                .snapshot
-                .scan(CfName::Raw, &start, upper, reverse, limit as usize)
-                .map_err(|e| StoreError::Unavailable(format!("read failed: {e}")))?;
+            let mut pairs = raw_read::scan(&*view.snapshot, &start, upper, reverse, limit as usize, now_ms)?;
             if key_only {
                 pairs.iter_mut().for_each(|(_, v)| v.clear());
             }
             Ok(RawResponse::Pairs(pairs))
         }
-        RawCommand::Put { key, value } => {
+        RawCommand::Put { key, value, ttl_ms } => {
             check_key(&key)?;
             check_value(&value)?;
-            write(store, ctx, vec![Request::Put { cf: CfName::Raw, key, value }]).await
+            write(store, ctx, put_requests(key, value, expiry_of(now_ms, ttl_ms)).into()).await
         }
-        RawCommand::BatchPut { pairs } => {
+        RawCommand::BatchPut { pairs, ttls_ms } => {
             check_batch(pairs.len())?;
             for (k, v) in &pairs {
                 check_key(k)?;
                 check_value(v)?;
             }
-            let reqs = pairs.into_iter().map(|(key, value)| Request::Put { cf: CfName::Raw, key, value }).collect();
+            if !ttls_ms.is_empty() && ttls_ms.len() != pairs.len() {
+                return Err(invalid(format!("batch of {} pairs with {} TTLs", pairs.len(), ttls_ms.len())));
+            }
+            let ttls = ttls_ms.into_iter().chain(std::iter::repeat(0));
+            let reqs = pairs
+                .into_iter()
+                .zip(ttls)
+                .flat_map(|((key, value), ttl_ms)| put_requests(key, value, expiry_of(now_ms, ttl_ms)))
+                .collect();
             write(store, ctx, reqs).await
         }
         RawCommand::Delete { key } => {
             check_key(&key)?;
-            write(store, ctx, vec![Request::Delete { cf: CfName::Raw, key }]).await
+            write(store, ctx, delete_requests(key).into()).await
         }
         RawCommand::BatchDelete { keys } => {
             check_batch(keys.len())?;
             keys.iter().try_for_each(|k| check_key(k))?;
-            write(store, ctx, keys.into_iter().map(|key| Request::Delete { cf: CfName::Raw, key }).collect()).await
+            write(store, ctx, keys.into_iter().flat_map(delete_requests).collect()).await
         }
         RawCommand::DeleteRange { start_key, end_key } => {
             if !end_key.is_empty() && start_key >= end_key {
                 return Err(invalid("delete_range: start must be below end".into()));
             }
-            write(store, ctx, vec![Request::DeleteRange { cf: CfName::Raw, start: start_key, end: end_key }]).await
+            write(store, ctx, delete_range_requests(start_key, end_key).into()).await
         }
-        RawCommand::CompareAndSwap { key, expected, value } => {
+        RawCommand::CompareAndSwap { key, expected, value, ttl_ms } => {
             check_key(&key)?;
             check_value(&value)?;
             if let Some(e) = &expected {
                 check_value(e)?;
             }
-            let results =
-                propose(store, ctx, vec![Request::CompareAndSwap { cf: CfName::Raw, key, expected, value }]).await?;
+            let cas = Request::RawCompareAndSwap { key, expected, value, expire_ms: expiry_of(now_ms, ttl_ms), now_ms };
+            let results = propose(store, ctx, vec![cas]).await?;
             match results.into_iter().next() {
                 Some(RequestResult::Cas { succeeded, previous }) => Ok(RawResponse::Cas { succeeded, previous }),
                 other => Err(StoreError::Unavailable(format!("unexpected cas result {other:?}"))),
             }
         }
     }
-}
-
-fn get(view: &ReadView, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-    view.snapshot.get(CfName::Raw, key).map_err(|e| StoreError::Unavailable(format!("read failed: {e}")))
 }
 
 async fn propose(store: &StoreHandle, ctx: Context, reqs: Vec<Request>) -> Result<Vec<RequestResult>, StoreError> {

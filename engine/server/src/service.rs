@@ -37,7 +37,7 @@ async fn dispatch(
 ) -> StoreResult {
     match req {
         StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
-        StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd).await.map(StoreResponse::Raw),
+        StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd, clock.now_ms()).await.map(StoreResponse::Raw),
         StoreRequest::SplitRegion { ctx, key } => split(&store, &pd, ctx, key).await,
         StoreRequest::Txn { ctx, cmd } => txn.handle(&store, ctx, cmd, clock.now_ms()).await.map(StoreResponse::Txn),
     }

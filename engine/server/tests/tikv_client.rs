@@ -4,17 +4,23 @@
 #![cfg(not(madsim))]
 
 use keel_client::PdClient;
+use keel_kvproto::convert::peer_to_pb;
+use keel_kvproto::kvrpcpb::{self, Op};
+use keel_kvproto::metapb;
+use keel_kvproto::tikvpb::tikv_client::TikvClient;
 use keel_pd::PdConfig;
 use keel_rpc::RpcClient;
 use keel_server::NodeConfig;
 use keel_storage::FjallEngine;
+use keel_types::keys::encode_bytes;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
 use keel_types::proto::txn::{Mutation, MutationOp, TxnCommand, TxnResponse};
-use keel_types::{Clock, Timestamp};
+use keel_types::{Clock, Peer, Region, Timestamp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tikv_client::{CheckLevel, ColumnFamily, RawClient, TimestampExt, TransactionClient, TransactionOptions};
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
 
 const NODES: usize = 3;
 /// How long a cluster may take to serve its first write.
@@ -105,6 +111,52 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// A gRPC client of keel's `tikvpb.Tikv` front on store `store_id`, for RPCs the official
+    /// client does not expose and for looking at raw answers.
+    async fn grpc(&self, store_id: u64) -> TikvClient<Channel> {
+        let store = self.pd.get_store(store_id).await.expect("pd get_store").expect("store");
+        let endpoint = Channel::from_shared(format!("http://{}", store.address)).expect("a store's URL");
+        TikvClient::new(endpoint.connect().await.expect("connect to a store's gRPC front"))
+    }
+
+    /// Calls `call` with `key`'s region, its leader and a client of the leader's store until
+    /// it answers `Some`; `None` means "routing moved under me (a leader change or split),
+    /// look again" — PD's leader balancer moves leaders while tests run.
+    async fn at_leader<T>(
+        &self,
+        key: &[u8],
+        mut call: impl AsyncFnMut(&Region, &Peer, TikvClient<Channel>) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let info = self.pd.get_region(key).await.expect("pd get_region").expect("a region for every key");
+            if let Some(leader) = info.leader {
+                if let Some(answer) = call(&info.region, &leader, self.grpc(leader.store_id).await).await {
+                    return answer;
+                }
+            }
+            assert!(Instant::now() < deadline, "no stable leader for {key:?} in 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A kvrpcpb context aimed at `peer` of `region`.
+fn pb_ctx(region: &Region, peer: &Peer) -> kvrpcpb::Context {
+    kvrpcpb::Context {
+        region_id: region.id,
+        region_epoch: Some(metapb::RegionEpoch { conf_ver: region.epoch.conf_ver, version: region.epoch.version }),
+        peer: Some(peer_to_pb(peer)),
+        term: 0,
+    }
+}
+
+/// True when a region error says the routing moved (retry with fresh routing).
+fn moved(err: &Option<keel_kvproto::errorpb::Error>) -> bool {
+    err.as_ref().is_some_and(|e| e.not_leader.is_some() || e.epoch_not_match.is_some())
+}
+
 fn key(i: usize) -> Vec<u8> {
     format!("key{i:05}").into_bytes()
 }
@@ -182,14 +234,85 @@ async fn raw_client_across_splitting_regions() {
     assert!(swapped);
     assert_eq!(client.get(key(3)).await.expect("get"), Some(b"cas".to_vec()));
 
-    // TTL is refused with a clear error rather than silently ignored.
-    let err = client.put_with_ttl(b"ttl".to_vec(), b"v".to_vec(), 10).await.expect_err("ttl put must fail");
-    assert!(format!("{err:?}").contains("TTL is not supported"), "{err:?}");
+    // A key written without a TTL has none.
     assert_eq!(client.get_key_ttl_secs(key(3)).await.expect("ttl"), Some(0));
+    assert_eq!(client.get_key_ttl_secs(b"absent".to_vec()).await.expect("ttl"), None);
 
     // Column families other than `default` are refused by name.
     let err = client.with_cf(ColumnFamily::Write).get(key(3)).await.expect_err("cf write must fail");
     assert!(format!("{err:?}").contains("column family"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raw_ttl_across_splitting_regions() {
+    const KEYS: usize = 400;
+    /// Short enough to wait out, long enough to read the keys back first.
+    const SHORT_TTL_SECS: u64 = 3;
+    const LONG_TTL_SECS: u64 = 3600;
+    let cluster = start_cluster().await;
+    let client = RawClient::new(vec![cluster.pd_addr.clone()]).await.expect("connect");
+    let short = |i: usize| i.is_multiple_of(10);
+    let long = |i: usize| i % 10 == 5;
+
+    // Keys 5, 15, … with a long TTL, the rest with none, in batches while regions split.
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(50) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = chunk.iter().map(|&i| (key(i), value(i, 0))).collect();
+        let ttls: Vec<u64> = chunk.iter().map(|&i| if long(i) { LONG_TTL_SECS } else { 0 }).collect();
+        client.batch_put_with_ttl(pairs, ttls).await.expect("batch_put_with_ttl");
+    }
+    let regions = cluster.wait_for_regions(3).await;
+
+    // Keys 0, 10, … get a short TTL (batch, across regions, through a stale route cache), and
+    // one more key alone.
+    let short_keys: Vec<usize> = (0..KEYS).filter(|&i| short(i)).collect();
+    let written = Instant::now();
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = short_keys.iter().map(|&i| (key(i), value(i, 1))).collect();
+    client.batch_put_with_ttl(pairs, vec![SHORT_TTL_SECS; short_keys.len()]).await.expect("batch_put_with_ttl");
+    client.put_with_ttl(b"lone".to_vec(), b"v".to_vec(), SHORT_TTL_SECS).await.expect("put_with_ttl");
+
+    // Until they expire they read back, and their TTL counts down from what was set.
+    assert_eq!(client.get(key(0)).await.expect("get"), Some(value(0, 1)));
+    assert_eq!(client.get(b"lone".to_vec()).await.expect("get"), Some(b"v".to_vec()));
+    for i in [0, 200, 390] {
+        let ttl = client.get_key_ttl_secs(key(i)).await.expect("ttl").expect("present");
+        assert!((1..=SHORT_TTL_SECS).contains(&ttl), "key {i}: ttl {ttl}");
+    }
+    let ttl = client.get_key_ttl_secs(key(205)).await.expect("ttl").expect("present");
+    assert!((LONG_TTL_SECS - 60..=LONG_TTL_SECS).contains(&ttl), "ttl {ttl}");
+    assert_eq!(client.get_key_ttl_secs(key(1)).await.expect("ttl"), Some(0));
+    assert!(written.elapsed() < Duration::from_secs(SHORT_TTL_SECS), "too slow to see the keys before expiry");
+    assert_eq!(client.scan(key(0)..key(KEYS), KEYS as u32).await.expect("scan").len(), KEYS);
+
+    // More writes split the regions further while the TTL runs out.
+    for chunk in (KEYS..2 * KEYS).collect::<Vec<_>>().chunks(50) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = chunk.iter().map(|&i| (key(i), value(i, 0))).collect();
+        client.batch_put(pairs).await.expect("batch_put");
+    }
+    let regions_after = cluster.wait_for_regions(regions + 1).await;
+    let expiry = written + Duration::from_secs(SHORT_TTL_SECS) + Duration::from_millis(500);
+    tokio::time::sleep(expiry.saturating_duration_since(Instant::now())).await;
+
+    // Expired keys are gone for get, get_key_ttl, batch_get, scans both ways and CAS.
+    assert_eq!(client.get(key(0)).await.expect("get"), None);
+    assert_eq!(client.get(b"lone".to_vec()).await.expect("get"), None);
+    assert_eq!(client.get_key_ttl_secs(key(200)).await.expect("ttl"), None);
+    let got = client.batch_get((0..20).map(key).collect::<Vec<_>>()).await.expect("batch_get");
+    assert_eq!(got.len(), 18, "keys 0 and 10 expired");
+    let live: Vec<Vec<u8>> = (0..KEYS).filter(|&i| !short(i)).map(key).collect();
+    let all = client.scan(key(0)..key(KEYS), KEYS as u32).await.expect("scan");
+    assert_eq!(all.iter().map(|p| Vec::from(p.key().clone())).collect::<Vec<_>>(), live, "{regions_after} regions");
+    // Reverse, within one region: tikv-client 0.4 walks regions upwards even when scanning in
+    // reverse, so over several regions it returns the lowest region's tail (a client bug).
+    let region = cluster.pd.get_region(&key(311)).await.expect("pd").expect("region").region;
+    let from = region.start_key.clone().max(key(300));
+    let want: Vec<Vec<u8>> = live.iter().filter(|k| **k >= from && **k < key(312)).rev().take(3).cloned().collect();
+    let tail = client.scan_reverse(from..key(312), 3).await.expect("scan_reverse");
+    assert_eq!(tail.iter().map(|p| Vec::from(p.key().clone())).collect::<Vec<_>>(), want);
+    assert_eq!(client.get(key(205)).await.expect("get"), Some(value(205, 0)), "a long TTL outlives the short one");
+    let cas = client.with_atomic_for_cas();
+    let (previous, swapped) = cas.compare_and_swap(key(0), None, b"again".to_vec()).await.expect("cas");
+    assert!(swapped && previous.is_none(), "an expired key is absent to CAS: {previous:?} {swapped}");
+    assert_eq!(cas.get_key_ttl_secs(key(0)).await.expect("ttl"), Some(0), "rewritten without TTL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -435,4 +558,204 @@ async fn total(client: &TransactionClient, accounts: usize) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no snapshot read of the accounts succeeded: {last_err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kv_delete_range_and_errors_in_kvproto_shape() {
+    let cluster = start_cluster().await;
+    let client = TransactionClient::new(vec![cluster.pd_addr.clone()]).await.expect("connect");
+    for chunk in (0..300).collect::<Vec<_>>().chunks(50) {
+        let mut txn = client.begin_optimistic().await.expect("begin");
+        for &i in chunk {
+            txn.put(key(i), value(i, 0)).await.expect("put");
+        }
+        txn.commit().await.expect("commit");
+    }
+    for i in (100..200).step_by(10) {
+        let mut txn = client.begin_optimistic().await.expect("begin");
+        txn.put(key(i), value(i, 1)).await.expect("put");
+        txn.commit().await.expect("commit");
+    }
+    cluster.wait_for_regions(2).await;
+    let put = |k: Vec<u8>| Mutation { op: MutationOp::Put, key: k, value: b"orphan".to_vec() };
+    // An orphan lock inside the range to delete, and one outside it.
+    for k in [key(150), key(250)] {
+        let start_ts = cluster.pd.get_ts().await.expect("ts");
+        let cmd = prewrite(vec![put(k.clone())], k.clone(), start_ts);
+        assert!(
+            matches!(cluster.native_txn(&k, cmd).await, TxnResponse::Prewrite { ref errors, .. } if errors.is_empty())
+        );
+    }
+    let before_delete = client.current_timestamp().await.expect("tso");
+
+    // KvDeleteRange [key(100), key(200)), region by region as a client sends it.
+    let (start, end) = (key(100), key(200));
+    let mut cursor = start.clone();
+    while cursor < end {
+        cursor = cluster
+            .at_leader(&cursor, async |region, leader, mut grpc| {
+                let upto =
+                    if region.end_key.is_empty() { end.clone() } else { region.end_key.clone().min(end.clone()) };
+                let req = kvrpcpb::DeleteRangeRequest {
+                    context: Some(pb_ctx(region, leader)),
+                    start_key: cursor.clone(),
+                    end_key: upto.clone(),
+                    notify_only: false,
+                };
+                let resp = grpc.kv_delete_range(req).await.expect("kv_delete_range").into_inner();
+                assert!(resp.error.is_empty(), "{resp:?}");
+                (resp.region_error.is_none()).then_some(upto)
+            })
+            .await;
+    }
+    // Every version is gone (a snapshot from before the delete sees nothing there), the lock
+    // in the range too; keys outside it are untouched.
+    let mut old = client.snapshot(before_delete, TransactionOptions::new_optimistic());
+    let left: Vec<Vec<u8>> =
+        old.scan(key(0)..key(300), 1000).await.expect("scan").map(|p| Vec::from(p.key().clone())).collect();
+    assert_eq!(left, (0..100).chain(200..300).map(key).collect::<Vec<_>>());
+    let scan_locks = TxnCommand::ScanLock { max_ts: Timestamp::MAX, start_key: key(0), end_key: vec![], limit: 10 };
+    let locks = match cluster.native_txn(&key(250), scan_locks).await {
+        TxnResponse::Locks(locks) => locks.into_iter().map(|l| l.key).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(locks, vec![key(250)], "the lock in the range went with it");
+
+    // Region errors in errorpb shape (boundaries raw for Raw*, memcomparable for Kv*).
+    let resp = cluster
+        .at_leader(&key(0), async |region, leader, mut grpc| {
+            let ctx = kvrpcpb::Context { region_id: 999_999, ..pb_ctx(region, leader) };
+            let req = kvrpcpb::RawGetRequest { context: Some(ctx), key: key(0), cf: String::new() };
+            Some(grpc.raw_get(req).await.expect("raw_get").into_inner())
+        })
+        .await;
+    let region_error = resp.region_error.expect("a region error");
+    assert_eq!(region_error.region_not_found, Some(keel_kvproto::errorpb::RegionNotFound { region_id: 999_999 }));
+
+    let (region, resp) = cluster
+        .at_leader(&key(0), async |region, leader, mut grpc| {
+            let mut ctx = pb_ctx(region, leader);
+            ctx.region_epoch.as_mut().expect("epoch").version -= 1;
+            let req = kvrpcpb::GetRequest { context: Some(ctx), key: key(0), version: u64::MAX };
+            let resp = grpc.kv_get(req).await.expect("kv_get").into_inner();
+            resp.region_error.as_ref().is_some_and(|e| e.epoch_not_match.is_some()).then(|| (region.clone(), resp))
+        })
+        .await;
+    let current = resp.region_error.and_then(|e| e.epoch_not_match).expect("epoch_not_match").current_regions;
+    let mine = current.iter().find(|r| r.id == region.id).expect("the current region");
+    assert_eq!(mine.end_key, encode_bytes(&region.end_key), "Kv* boundaries are memcomparable-encoded");
+
+    for kv in [false, true] {
+        let resp = cluster
+            .at_leader(&key(0), async |region, leader, mut grpc| {
+                let context = Some(pb_ctx(region, leader));
+                let region_error = if kv {
+                    let req = kvrpcpb::GetRequest { context, key: b"zzz".to_vec(), version: u64::MAX };
+                    grpc.kv_get(req).await.expect("kv_get").into_inner().region_error
+                } else {
+                    let req = kvrpcpb::RawGetRequest { context, key: b"zzz".to_vec(), cf: String::new() };
+                    grpc.raw_get(req).await.expect("raw_get").into_inner().region_error
+                };
+                (!moved(&region_error)).then(|| (region.clone(), region_error))
+            })
+            .await;
+        let (region, region_error) = resp;
+        let outside = region_error.and_then(|e| e.key_not_in_region).expect("key_not_in_region");
+        assert_eq!((outside.key, outside.region_id), (b"zzz".to_vec(), region.id));
+        let end = if kv { encode_bytes(&region.end_key) } else { region.end_key.clone() };
+        assert_eq!(outside.end_key, end, "kv: {kv}");
+    }
+
+    let not_leader = cluster
+        .at_leader(&key(0), async |region, leader, _| {
+            let follower = region.peers.iter().find(|p| p.store_id != leader.store_id).expect("a follower");
+            let req =
+                kvrpcpb::RawGetRequest { context: Some(pb_ctx(region, follower)), key: key(0), cf: String::new() };
+            let resp = cluster.grpc(follower.store_id).await.raw_get(req).await.expect("raw_get").into_inner();
+            resp.region_error.and_then(|e| e.not_leader).map(|n| (region.id, n))
+        })
+        .await;
+    assert_eq!(not_leader.1.region_id, not_leader.0);
+
+    // Key errors in kvrpcpb shape. A read meets the orphan lock:
+    let resp = cluster
+        .at_leader(&key(250), async |region, leader, mut grpc| {
+            let req = kvrpcpb::GetRequest { context: Some(pb_ctx(region, leader)), key: key(250), version: u64::MAX };
+            let resp = grpc.kv_get(req).await.expect("kv_get").into_inner();
+            (!moved(&resp.region_error)).then_some(resp)
+        })
+        .await;
+    let lock = resp.error.and_then(|e| e.locked).expect("locked");
+    assert_eq!((&lock.key, &lock.primary_lock), (&key(250), &key(250)));
+    assert!(lock.lock_version > 0 && lock.lock_ttl > 0, "{lock:?}");
+
+    let ts = || async { cluster.pd.get_ts().await.expect("ts").0 };
+    let prewrite_one = |op: Op, k: Vec<u8>, start_version: u64, min_commit_ts: u64| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .at_leader(&k, async |region, leader, mut grpc| {
+                    let req = kvrpcpb::PrewriteRequest {
+                        context: Some(pb_ctx(region, leader)),
+                        mutations: vec![kvrpcpb::Mutation { op: op as i32, key: k.clone(), value: b"v".to_vec() }],
+                        primary_lock: k.clone(),
+                        start_version,
+                        lock_ttl: 3000,
+                        txn_size: 1,
+                        min_commit_ts,
+                        ..Default::default()
+                    };
+                    let resp = grpc.kv_prewrite(req).await.expect("kv_prewrite").into_inner();
+                    (!moved(&resp.region_error)).then_some(resp)
+                })
+                .await
+        }
+    };
+    // A write below a newer commit conflicts.
+    let resp = prewrite_one(Op::Put, key(260), 1, 0).await;
+    let conflict = resp.errors.first().and_then(|e| e.conflict.clone()).expect("conflict");
+    assert_eq!((&conflict.key, conflict.start_ts), (&key(260), 1));
+    assert!(conflict.conflict_commit_ts > 1, "{conflict:?}");
+    // Inserting an existing key.
+    let resp = prewrite_one(Op::Insert, key(261), ts().await, 0).await;
+    let exists = resp.errors.first().and_then(|e| e.already_exist.clone()).expect("already_exist");
+    assert_eq!(exists.key, key(261));
+    // Committing below the lock's min_commit_ts.
+    let start = ts().await;
+    let min_commit = start + (1000 << 18);
+    assert_eq!(prewrite_one(Op::Put, key(263), start, min_commit).await.errors, vec![]);
+    let resp = cluster
+        .at_leader(&key(263), async |region, leader, mut grpc| {
+            let req = kvrpcpb::CommitRequest {
+                context: Some(pb_ctx(region, leader)),
+                start_version: start,
+                keys: vec![key(263)],
+                commit_version: start + 1,
+            };
+            let resp = grpc.kv_commit(req).await.expect("kv_commit").into_inner();
+            (!moved(&resp.region_error)).then_some(resp)
+        })
+        .await;
+    let expired = resp.error.and_then(|e| e.commit_ts_expired).expect("commit_ts_expired");
+    assert_eq!((expired.start_ts, expired.attempted_commit_ts, expired.min_commit_ts), (start, start + 1, min_commit));
+    // The status of a transaction that left nothing behind.
+    let lock_ts = ts().await;
+    let resp = cluster
+        .at_leader(&key(262), async |region, leader, mut grpc| {
+            let now = cluster.pd.get_ts().await.expect("ts").0;
+            let req = kvrpcpb::CheckTxnStatusRequest {
+                context: Some(pb_ctx(region, leader)),
+                primary_key: key(262),
+                lock_ts,
+                caller_start_ts: now,
+                current_ts: now,
+                rollback_if_not_exist: false,
+                ..Default::default()
+            };
+            let resp = grpc.kv_check_txn_status(req).await.expect("kv_check_txn_status").into_inner();
+            (!moved(&resp.region_error)).then_some(resp)
+        })
+        .await;
+    let not_found = resp.error.and_then(|e| e.txn_not_found).expect("txn_not_found");
+    assert_eq!((not_found.start_ts, not_found.primary_key), (lock_ts, key(262)));
 }

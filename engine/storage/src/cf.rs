@@ -6,7 +6,8 @@ use std::fmt;
 /// A named column family: an independent, ordered key space inside one engine.
 ///
 /// Raw and transactional data live in separate column families so they can never
-/// collide; the raft log and raft state live in [`CfName::Raft`].
+/// collide; the raft log and raft state live in [`CfName::Raft`]. The variants'
+/// order is fixed: a new column family goes last, so existing indexes never move.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CfName {
     /// Transactional values too large to inline in a write record (`key + start_ts`).
@@ -19,11 +20,15 @@ pub enum CfName {
     Raw,
     /// Raft log entries, hard state and region-local metadata.
     Raft,
+    /// Expiry times of RawKV keys written with a TTL (raw key → expiry). Apart from
+    /// [`CfName::Raw`], so values written without a TTL are stored exactly as given.
+    RawTtl,
 }
 
 impl CfName {
     /// Every column family, in a fixed order (also the order of [`CfName::index`]).
-    pub const ALL: [CfName; 5] = [CfName::Default, CfName::Lock, CfName::Write, CfName::Raw, CfName::Raft];
+    pub const ALL: [CfName; 6] =
+        [CfName::Default, CfName::Lock, CfName::Write, CfName::Raw, CfName::Raft, CfName::RawTtl];
 
     /// The stable lower-case name, also used as the on-disk keyspace name.
     pub const fn as_str(self) -> &'static str {
@@ -33,6 +38,7 @@ impl CfName {
             CfName::Write => "write",
             CfName::Raw => "raw",
             CfName::Raft => "raft",
+            CfName::RawTtl => "raw_ttl",
         }
     }
 
@@ -44,6 +50,7 @@ impl CfName {
             CfName::Write => 2,
             CfName::Raw => 3,
             CfName::Raft => 4,
+            CfName::RawTtl => 5,
         }
     }
 

@@ -74,6 +74,7 @@ impl FjallEngine {
             open(CfName::Write)?,
             open(CfName::Raw)?,
             open(CfName::Raft)?,
+            open(CfName::RawTtl)?,
         ];
         // Keyspace creation is itself made durable, so the set of CFs never tears.
         db.persist(PersistMode::SyncAll).map_err(|e| map_err(None, e))?;

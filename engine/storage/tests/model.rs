@@ -74,6 +74,7 @@ fn cf() -> impl Strategy<Value = CfName> {
         1 => Just(CfName::Default),
         1 => Just(CfName::Write),
         1 => Just(CfName::Raft),
+        1 => Just(CfName::RawTtl),
     ]
 }
 
@@ -142,7 +143,7 @@ fn ops(fault_injection: bool, max_len: usize) -> impl Strategy<Value = Vec<Op>> 
 // ---------------------------------------------------------------------------
 // Reference model
 
-type State = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
+type State = [BTreeMap<Vec<u8>, Vec<u8>>; CfName::ALL.len()];
 
 fn apply(state: &mut State, ops: &[BOp]) {
     for op in ops {

@@ -308,6 +308,10 @@ impl TxnService {
                 let (deleted, more) = actions::gc(&mut txn, &reader, &region.start_key, &region.end_key, *safe_point)?;
                 TxnResponse::Gc { deleted, more }
             }
+            TxnCommand::DeleteRange { start_key, end_key } => {
+                actions::delete_range(&mut txn, start_key, end_key);
+                TxnResponse::Done
+            }
         };
         Ok(Executed { requests: txn.into_requests(), response, memory_locks })
     }
@@ -387,7 +391,8 @@ fn latch_keys(cmd: &TxnCommand) -> Vec<Vec<u8>> {
         | TxnCommand::BatchGet { .. }
         | TxnCommand::Scan { .. }
         | TxnCommand::ScanLock { .. }
-        | TxnCommand::Gc { .. } => vec![],
+        | TxnCommand::Gc { .. }
+        | TxnCommand::DeleteRange { .. } => vec![],
     }
 }
 
@@ -402,7 +407,10 @@ fn addressed_keys(cmd: &TxnCommand) -> Vec<&[u8]> {
         | TxnCommand::BatchRollback { keys, .. }
         | TxnCommand::CheckSecondaryLocks { keys, .. }
         | TxnCommand::ResolveLock { keys, .. } => keys.iter().map(Vec::as_slice).collect(),
-        TxnCommand::Scan { .. } | TxnCommand::ScanLock { .. } | TxnCommand::Gc { .. } => vec![],
+        TxnCommand::Scan { .. }
+        | TxnCommand::ScanLock { .. }
+        | TxnCommand::Gc { .. }
+        | TxnCommand::DeleteRange { .. } => vec![],
     }
 }
 
@@ -549,5 +557,11 @@ pub fn validate(cmd: &TxnCommand) -> Result<(), StoreError> {
             Ok(())
         }
         TxnCommand::Gc { .. } => Ok(()),
+        TxnCommand::DeleteRange { start_key, end_key } => {
+            if !end_key.is_empty() && start_key >= end_key {
+                return Err(invalid("delete_range: start_key must be below end_key".into()));
+            }
+            Ok(())
+        }
     }
 }

@@ -539,6 +539,13 @@ impl ModelNode {
                 m.gc(safe_point.0);
                 Ok(TxnResponse::Gc { deleted: 0, more: false })
             }
+            TxnCommand::DeleteRange { start_key, end_key } => {
+                let in_range = |k: &Key| k >= start_key && (end_key.is_empty() || k < end_key);
+                m.locks.retain(|k, _| !in_range(k));
+                m.commits.retain(|k, _| !in_range(k));
+                m.rollbacks.retain(|(k, _)| !in_range(k));
+                Ok(TxnResponse::Done)
+            }
         }
     }
 }
@@ -622,6 +629,8 @@ fn apply(engine: &SimEngine, requests: Vec<Request>) {
         match r {
             Request::Put { cf, key, value } => batch.put(cf, &key, &value),
             Request::Delete { cf, key } => batch.delete(cf, &key),
+            Request::DeleteRange { cf, start, end } if end.is_empty() => batch.delete_from(cf, &start),
+            Request::DeleteRange { cf, start, end } => batch.delete_range(cf, &start, &end),
             other => panic!("txn never proposes {other:?}"),
         }
     }
@@ -751,6 +760,9 @@ fn command() -> impl Strategy<Value = TxnCommand> {
             limit
         }),
         1 => ts().prop_map(|sp| TxnCommand::Gc { safe_point: Timestamp(sp) }),
+        1 => (key(), prop_oneof![Just(vec![]), key()]).prop_filter_map("start below end", |(start_key, end_key)| {
+            (end_key.is_empty() || start_key < end_key).then_some(TxnCommand::DeleteRange { start_key, end_key })
+        }),
     ]
 }
 

@@ -67,6 +67,7 @@ pub fn kind(cmd: &RawCommand) -> &'static str {
         RawCommand::DeleteRange { .. } => "delete_range",
         RawCommand::Scan { .. } => "scan",
         RawCommand::CompareAndSwap { .. } => "cas",
+        RawCommand::GetKeyTtl { .. } => "get_key_ttl",
     }
 }
 
@@ -87,13 +88,14 @@ type Touched<'a> = (Vec<&'a [u8]>, Option<(&'a [u8], &'a [u8])>);
 pub fn keys_of(cmd: &RawCommand) -> Touched<'_> {
     match cmd {
         RawCommand::Get { key }
+        | RawCommand::GetKeyTtl { key }
         | RawCommand::Put { key, .. }
         | RawCommand::Delete { key }
         | RawCommand::CompareAndSwap { key, .. } => (vec![key], None),
         RawCommand::BatchGet { keys } | RawCommand::BatchDelete { keys } => {
             (keys.iter().map(Vec::as_slice).collect(), None)
         }
-        RawCommand::BatchPut { pairs } => (pairs.iter().map(|(k, _)| k.as_slice()).collect(), None),
+        RawCommand::BatchPut { pairs, .. } => (pairs.iter().map(|(k, _)| k.as_slice()).collect(), None),
         RawCommand::DeleteRange { start_key, end_key } | RawCommand::Scan { start_key, end_key, .. } => {
             (Vec::new(), Some((start_key, end_key)))
         }
@@ -128,12 +130,14 @@ pub fn execute(fake: &mut Fake, region: &Region, cmd: RawCommand) -> RawResponse
         RawCommand::BatchGet { keys } => {
             RawResponse::Pairs(keys.into_iter().filter_map(|k| data.get(&k).map(|v| (k, v.clone()))).collect())
         }
-        RawCommand::Put { key, value } => {
+        // The fake keeps no expiry: what it holds never expires.
+        RawCommand::GetKeyTtl { key } => RawResponse::Ttl(data.get(&key).map(|_| 0)),
+        RawCommand::Put { key, value, .. } => {
             fake.applied.push((key.clone(), value.clone()));
             data.insert(key, value);
             RawResponse::Done
         }
-        RawCommand::BatchPut { pairs } => {
+        RawCommand::BatchPut { pairs, .. } => {
             fake.applied.extend(pairs.iter().cloned());
             data.extend(pairs);
             RawResponse::Done
@@ -167,7 +171,7 @@ pub fn execute(fake: &mut Fake, region: &Region, cmd: RawCommand) -> RawResponse
                     .collect(),
             )
         }
-        RawCommand::CompareAndSwap { key, expected, value } => {
+        RawCommand::CompareAndSwap { key, expected, value, .. } => {
             let previous = data.get(&key).cloned();
             let succeeded = previous == expected;
             if succeeded {

@@ -84,14 +84,20 @@ fn region_error_of(err: &StoreError, encoded: bool) -> Option<errorpb::Error> {
     }
 }
 
-/// A response of a `Raw*` RPC that reports failures as `region_error` + a string `error`.
+/// A response that reports failures as `region_error` + a string `error` (the `Raw*` RPCs and
+/// `KvDeleteRange`).
 trait RawReply: Default {
     fn set_failure(&mut self, region_error: Option<errorpb::Error>, error: String);
 
-    /// The response for a failed call.
+    /// The response for a failed `Raw*` call (region boundaries as raw keys).
     fn failed(err: StoreError) -> Self {
+        Self::failed_with(err, false)
+    }
+
+    /// The response for a failed call, region boundaries memcomparable-`encoded` or not.
+    fn failed_with(err: StoreError, encoded: bool) -> Self {
         let mut resp = Self::default();
-        match region_error_of(&err, false) {
+        match region_error_of(&err, encoded) {
             Some(region_error) => resp.set_failure(Some(region_error), String::new()),
             None => resp.set_failure(None, err.to_string()),
         }
@@ -240,10 +246,8 @@ impl Tikv for TikvGrpc {
     async fn kv_gc(&self, r: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
         Ok(Response::new(txn::gc(self, r.into_inner()).await))
     }
-    async fn kv_delete_range(&self, _: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        Ok(Response::new(DeleteRangeResponse::failed(invalid(
-            "KvDeleteRange is not supported by keel yet: delete the keys in a transaction",
-        ))))
+    async fn kv_delete_range(&self, r: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        Ok(Response::new(txn::delete_range(self, r.into_inner()).await))
     }
     async fn kv_pessimistic_lock(
         &self,

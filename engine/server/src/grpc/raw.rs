@@ -1,14 +1,20 @@
-//! `Raw*` RPCs → native [`RawCommand`]s. Keys and region boundaries are raw bytes.
-//!
-//! TTL is not supported yet (keel's raw values carry no expiry): a write with a TTL fails
-//! with a clear error instead of storing a value that would never expire.
+//! `Raw*` RPCs → native [`RawCommand`]s. Keys and region boundaries are raw bytes. TTLs
+//! are whole seconds in kvproto and milliseconds in keel's protocol.
 
-use super::{invalid, region_error_or_status, RawReply, TikvGrpc};
+use super::{region_error_or_status, RawReply, TikvGrpc};
 use keel_kvproto::kvrpcpb::*;
 use keel_types::proto::store::{RawCommand, RawResponse, StoreError};
 use tonic::Status;
 
-const TTL_UNSUPPORTED: &str = "TTL is not supported by keel yet: write without a TTL";
+fn ttl_ms(ttl_secs: u64) -> u64 {
+    ttl_secs.saturating_mul(1000)
+}
+
+/// kvproto's remaining TTL in whole seconds, rounded up: a key with time left never reads
+/// as 0, which means "no TTL".
+fn ttl_secs(ttl_ms: u64) -> u64 {
+    ttl_ms.div_ceil(1000)
+}
 
 fn unexpected(resp: RawResponse) -> StoreError {
     StoreError::Unavailable(format!("unexpected raw answer {resp:?}"))
@@ -63,18 +69,20 @@ pub(super) async fn batch_get(svc: &TikvGrpc, req: RawBatchGetRequest) -> Result
 }
 
 pub(super) async fn put(svc: &TikvGrpc, req: RawPutRequest) -> RawPutResponse {
-    if req.ttl != 0 {
-        return RawPutResponse::failed(invalid(TTL_UNSUPPORTED));
-    }
-    write(svc, req.context, &req.cf, RawCommand::Put { key: req.key, value: req.value }).await
+    let cmd = RawCommand::Put { key: req.key, value: req.value, ttl_ms: ttl_ms(req.ttl) };
+    write(svc, req.context, &req.cf, cmd).await
 }
 
+/// TTLs come per pair (`ttls`, as tikv-client sends them) or, in older clients, as one `ttl`
+/// for the whole batch.
 pub(super) async fn batch_put(svc: &TikvGrpc, req: RawBatchPutRequest) -> RawBatchPutResponse {
-    if req.ttl != 0 || req.ttls.iter().any(|ttl| *ttl != 0) {
-        return RawBatchPutResponse::failed(invalid(TTL_UNSUPPORTED));
-    }
+    let ttls_ms = match (req.ttls.is_empty(), req.ttl) {
+        (true, 0) => vec![],
+        (true, ttl) => vec![ttl_ms(ttl); req.pairs.len()],
+        (false, _) => req.ttls.into_iter().map(ttl_ms).collect(),
+    };
     let pairs = req.pairs.into_iter().map(|p| (p.key, p.value)).collect();
-    write(svc, req.context, &req.cf, RawCommand::BatchPut { pairs }).await
+    write(svc, req.context, &req.cf, RawCommand::BatchPut { pairs, ttls_ms }).await
 }
 
 pub(super) async fn delete(svc: &TikvGrpc, req: RawDeleteRequest) -> RawDeleteResponse {
@@ -117,21 +125,19 @@ pub(super) async fn batch_scan(svc: &TikvGrpc, req: RawBatchScanRequest) -> Resu
     Ok(RawBatchScanResponse { region_error: None, kvs })
 }
 
-/// Keys never expire in keel, so a present key's TTL is 0 ("no TTL"), as TiKV answers.
 pub(super) async fn get_key_ttl(svc: &TikvGrpc, req: RawGetKeyTtlRequest) -> RawGetKeyTtlResponse {
-    match svc.raw(req.context, &req.cf, RawCommand::Get { key: req.key }).await {
-        Ok(RawResponse::Value(value)) => RawGetKeyTtlResponse { not_found: value.is_none(), ..Default::default() },
+    match svc.raw(req.context, &req.cf, RawCommand::GetKeyTtl { key: req.key }).await {
+        Ok(RawResponse::Ttl(ttl)) => {
+            RawGetKeyTtlResponse { not_found: ttl.is_none(), ttl: ttl.map_or(0, ttl_secs), ..Default::default() }
+        }
         Ok(other) => RawGetKeyTtlResponse::failed(unexpected(other)),
         Err(e) => RawGetKeyTtlResponse::failed(e),
     }
 }
 
 pub(super) async fn compare_and_swap(svc: &TikvGrpc, req: RawCasRequest) -> RawCasResponse {
-    if req.ttl != 0 {
-        return RawCasResponse::failed(invalid(TTL_UNSUPPORTED));
-    }
     let expected = (!req.previous_not_exist).then_some(req.previous_value);
-    let cmd = RawCommand::CompareAndSwap { key: req.key, expected, value: req.value };
+    let cmd = RawCommand::CompareAndSwap { key: req.key, expected, value: req.value, ttl_ms: ttl_ms(req.ttl) };
     match svc.raw(req.context, &req.cf, cmd).await {
         Ok(RawResponse::Cas { succeeded, previous }) => RawCasResponse {
             succeed: succeeded,
@@ -141,5 +147,21 @@ pub(super) async fn compare_and_swap(svc: &TikvGrpc, req: RawCasRequest) -> RawC
         },
         Ok(other) => RawCasResponse::failed(unexpected(other)),
         Err(e) => RawCasResponse::failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_convert_between_seconds_and_milliseconds() {
+        assert_eq!(ttl_ms(0), 0);
+        assert_eq!(ttl_ms(3), 3000);
+        assert_eq!(ttl_ms(u64::MAX), u64::MAX);
+        assert_eq!(ttl_secs(0), 0);
+        assert_eq!(ttl_secs(1), 1, "time left never reads as \"no TTL\"");
+        assert_eq!(ttl_secs(1000), 1);
+        assert_eq!(ttl_secs(1001), 2);
     }
 }

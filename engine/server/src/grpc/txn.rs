@@ -1,7 +1,7 @@
 //! `Kv*` RPCs → native [`TxnCommand`]s. Keys are user keys (as TiKV takes them); region
 //! boundaries in errors are memcomparable-encoded (see the module above).
 
-use super::{invalid, KvReply, TikvGrpc};
+use super::{invalid, KvReply, RawReply, TikvGrpc};
 use keel_kvproto::convert::{key_error_to_pb, lock_to_pb};
 use keel_kvproto::kvrpcpb::{self, *};
 use keel_types::limits::SCAN_LIMIT_MAX;
@@ -301,5 +301,19 @@ pub(super) async fn gc(svc: &TikvGrpc, req: GcRequest) -> GcResponse {
         if !more || resp.region_error.is_some() || resp.error.is_some() {
             return resp;
         }
+    }
+}
+
+/// `notify_only` asks TiKV to tell its observers (e.g. TiFlash) of a deletion without deleting
+/// anything; keel has no such observers, so there is nothing to do.
+pub(super) async fn delete_range(svc: &TikvGrpc, req: DeleteRangeRequest) -> DeleteRangeResponse {
+    if req.notify_only {
+        return DeleteRangeResponse::default();
+    }
+    let cmd = TxnCommand::DeleteRange { start_key: req.start_key, end_key: req.end_key };
+    match svc.txn(req.context, cmd).await {
+        Ok(TxnResponse::Done) => DeleteRangeResponse::default(),
+        Ok(other) => DeleteRangeResponse::failed_with(unexpected(other), true),
+        Err(e) => DeleteRangeResponse::failed_with(e, true),
     }
 }

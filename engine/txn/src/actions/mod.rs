@@ -6,6 +6,7 @@ mod check_secondary_locks;
 mod check_txn_status;
 mod cleanup;
 mod commit;
+mod delete_range;
 mod gc;
 mod get;
 mod prewrite;
@@ -19,6 +20,7 @@ pub use check_secondary_locks::check_secondary_locks;
 pub use check_txn_status::{check_txn_status, CheckTxnStatusArgs};
 pub use cleanup::cleanup;
 pub use commit::commit;
+pub use delete_range::delete_range;
 pub use gc::{gc, GC_DELETES_MAX};
 pub use get::{batch_get, get, ReadResult};
 pub use prewrite::{prewrite, PrewriteMode, PrewriteProps, PrewriteResult};
@@ -110,6 +112,8 @@ pub(crate) mod test_util {
             match r {
                 Request::Put { cf, key, value } => batch.put(cf, &key, &value),
                 Request::Delete { cf, key } => batch.delete(cf, &key),
+                Request::DeleteRange { cf, start, end } if end.is_empty() => batch.delete_from(cf, &start),
+                Request::DeleteRange { cf, start, end } => batch.delete_range(cf, &start, &end),
                 other => panic!("actions never emit {other:?}"),
             }
         }

@@ -53,6 +53,17 @@ impl MvccTxn {
         self.requests.push(Request::Delete { cf: CfName::Write, key: versioned_key(key, commit_ts) });
     }
 
+    /// Removes every lock, write record and long value of the user keys in `[start, end)`
+    /// (`end` empty: unbounded; the region clips both at apply time).
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        // Memcomparable encoding is order-preserving and prefix-free, so every versioned key
+        // of a user key in `[start, end)` lies in `[encode(start), encode(end))`.
+        let (start, end) = (encode_bytes(start), if end.is_empty() { Vec::new() } else { encode_bytes(end) });
+        for cf in [CfName::Lock, CfName::Write, CfName::Default] {
+            self.requests.push(Request::DeleteRange { cf, start: start.clone(), end: end.clone() });
+        }
+    }
+
     /// Number of writes collected.
     pub fn len(&self) -> usize {
         self.requests.len()

@@ -30,6 +30,7 @@ impl RawCommand {
             RawCommand::DeleteRange { .. } => "raw_delete_range",
             RawCommand::Scan { .. } => "raw_scan",
             RawCommand::CompareAndSwap { .. } => "raw_cas",
+            RawCommand::GetKeyTtl { .. } => "raw_get_key_ttl",
         }
     }
 }
@@ -51,6 +52,7 @@ impl TxnCommand {
             TxnCommand::TxnHeartBeat { .. } => "txn_heartbeat",
             TxnCommand::ScanLock { .. } => "txn_scan_lock",
             TxnCommand::Gc { .. } => "txn_gc",
+            TxnCommand::DeleteRange { .. } => "txn_delete_range",
         }
     }
 }

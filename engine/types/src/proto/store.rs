@@ -57,11 +57,16 @@ pub enum RawCommand {
         key: Vec<u8>,
         /// Value.
         value: Vec<u8>,
+        /// Time to live in milliseconds from the write; 0: the key never expires.
+        ttl_ms: u64,
     },
     /// Write many keys atomically (all in the context's region).
     BatchPut {
         /// Pairs.
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Empty (no key expires), or one time to live in milliseconds per pair (0: never
+        /// expires).
+        ttls_ms: Vec<u64>,
     },
     /// Delete one key.
     Delete {
@@ -98,10 +103,17 @@ pub enum RawCommand {
     CompareAndSwap {
         /// Key.
         key: Vec<u8>,
-        /// Required current value.
+        /// Required current value (an expired key is absent).
         expected: Option<Vec<u8>>,
         /// New value.
         value: Vec<u8>,
+        /// Time to live of the new value in milliseconds; 0: never expires.
+        ttl_ms: u64,
+    },
+    /// The remaining time to live of a key.
+    GetKeyTtl {
+        /// Key.
+        key: Vec<u8>,
     },
 }
 
@@ -121,6 +133,9 @@ pub enum RawResponse {
         /// The value before the command.
         previous: Option<Vec<u8>>,
     },
+    /// `GetKeyTtl`: `None` when the key is absent (or expired); `Some(0)` when it never
+    /// expires; otherwise the milliseconds it has left (at least 1).
+    Ttl(Option<u64>),
 }
 
 /// A call to a storage node.

@@ -201,6 +201,16 @@ pub enum TxnCommand {
         /// Versions that no reader at or after this timestamp needs are removed.
         safe_point: Timestamp,
     },
+    /// Delete every transactional record — versions, long values and locks — of the user
+    /// keys in `[start_key, end_key)` clipped to the region, regardless of timestamps. A
+    /// maintenance operation (TiKV's `KvDeleteRange`, e.g. after a table is dropped), not a
+    /// transaction: readers at any timestamp see the keys gone. Answer: [`TxnResponse::Done`].
+    DeleteRange {
+        /// Inclusive start.
+        start_key: Vec<u8>,
+        /// Exclusive end; empty means the region's end.
+        end_key: Vec<u8>,
+    },
 }
 
 /// The status of a transaction as its primary key tells it.

@@ -23,6 +23,9 @@ pub enum CtlCommand {
         key: String,
         /// Value.
         value: String,
+        /// Time to live in seconds: after it the key is gone.
+        #[arg(long)]
+        ttl: Option<u64>,
     },
     /// Read a key (prints the value, or exits 1 with "not found").
     Get {
@@ -107,8 +110,13 @@ pub async fn run(args: CtlArgs) -> Result<(), String> {
     let pd = PdClient::new(args.pd.clone());
     let raw = || async { RawClient::connect(args.pd.clone()).await.map_err(|e| e.to_string()) };
     match args.command {
-        CtlCommand::Put { key, value } => {
-            raw().await?.put(key.into_bytes(), value.into_bytes()).await.map_err(|e| e.to_string())?;
+        CtlCommand::Put { key, value, ttl } => {
+            let (client, key, value) = (raw().await?, key.into_bytes(), value.into_bytes());
+            match ttl {
+                Some(secs) => client.put_with_ttl(key, value, std::time::Duration::from_secs(secs)).await,
+                None => client.put(key, value).await,
+            }
+            .map_err(|e| e.to_string())?;
             println!("OK");
         }
         CtlCommand::Get { key } => match raw().await?.get(key.into_bytes()).await.map_err(|e| e.to_string())? {

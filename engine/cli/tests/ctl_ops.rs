@@ -1,6 +1,7 @@
 //! `keel ctl` cluster operations against real processes (PD + 4 stores): region lookup,
 //! manual split, leader transfer, GC safe point, and remove-store (PD drains the store's
-//! replicas to the spare store, then marks it Tombstone), with the data intact throughout.
+//! replicas to the spare store, then marks it Tombstone), with the data intact throughout;
+//! and a key written with `put --ttl` expiring.
 
 mod common;
 
@@ -36,6 +37,10 @@ fn region_split_transfer_leader_gc_safepoint_and_remove_store() {
     for k in &keys {
         ok(&cluster, &["put", k, &format!("v-{k}")]);
     }
+    // A key written with a TTL reads back now and is gone once it runs out (checked at the end).
+    let ttl_written = Instant::now();
+    ok(&cluster, &["put", "--ttl", "2", "short-lived", "v"]);
+    assert_eq!(ok(&cluster, &["get", "short-lived"]).trim(), "v");
 
     // split m: m starts a region of its own, a stays in the first.
     let (first, start, _, _) = parse_region(ok(&cluster, &["region", "m"]).trim());
@@ -83,4 +88,7 @@ fn region_split_transfer_leader_gc_safepoint_and_remove_store() {
     for k in &keys {
         assert_eq!(ok(&cluster, &["get", k]).trim(), format!("v-{k}"));
     }
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(ttl_written.elapsed()));
+    let (found, _, err) = cluster.ctl(&["get", "short-lived"]);
+    assert!(!found && err.contains("not found"), "a key past its TTL: {err}");
 }

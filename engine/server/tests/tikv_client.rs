@@ -410,8 +410,11 @@ async fn transactions_conflicts_and_lock_resolution() {
 
     // Pessimistic transactions are refused with a clear error.
     let pessimistic = TransactionOptions::new_pessimistic().drop_check(CheckLevel::None);
-    let mut txn = client.begin_with_options(pessimistic).await.expect("begin");
+    let mut txn = client.begin_with_options(pessimistic.clone()).await.expect("begin");
     let err = txn.put(key(1), b"p".to_vec()).await.expect_err("pessimistic lock must be refused");
+    assert!(format!("{err:?}").contains("pessimistic transactions are not supported"), "{err:?}");
+    let mut txn = client.begin_with_options(pessimistic.clone()).await.expect("begin");
+    let err = txn.get_for_update(key(2)).await.expect_err("a locking read must be refused");
     assert!(format!("{err:?}").contains("pessimistic transactions are not supported"), "{err:?}");
 
     // An RPC keel does not serve (UnsafeDestroyRange) answers gRPC Unimplemented.

@@ -4,7 +4,7 @@
 
 #[cfg(not(madsim))]
 #[tokio::main]
-async fn main() -> tikv_client::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use tikv_client::{RawClient, TransactionClient};
 
     let raw = RawClient::new(vec!["127.0.0.1:2379"]).await?;

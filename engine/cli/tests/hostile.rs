@@ -90,11 +90,20 @@ fn request(h: &Hostile) -> (StoreRequest, bool) {
     match h {
         Hostile::OversizeKey { extra, region_id } => {
             let key = vec![b'k'; KEY_SIZE_MAX_BYTES + extra];
-            (StoreRequest::Raw { ctx: ctx(*region_id, 1, 1), cmd: RawCommand::Put { key, value: vec![1] } }, true)
+            (
+                StoreRequest::Raw {
+                    ctx: ctx(*region_id, 1, 1),
+                    cmd: RawCommand::Put { key, value: vec![1], ttl_ms: 0 },
+                },
+                true,
+            )
         }
         Hostile::OversizeBatch { region_id } => {
             let pairs = (0..=BATCH_KEYS_MAX as u32).map(|i| (i.to_be_bytes().to_vec(), vec![])).collect();
-            (StoreRequest::Raw { ctx: ctx(*region_id, 1, 1), cmd: RawCommand::BatchPut { pairs } }, true)
+            (
+                StoreRequest::Raw { ctx: ctx(*region_id, 1, 1), cmd: RawCommand::BatchPut { pairs, ttls_ms: vec![] } },
+                true,
+            )
         }
         Hostile::ScanLimit { limit, region_id } => {
             let cmd =
@@ -102,7 +111,7 @@ fn request(h: &Hostile) -> (StoreRequest, bool) {
             (StoreRequest::Raw { ctx: ctx(*region_id, 1, 1), cmd }, true)
         }
         Hostile::WrongRegion { region_id, version, conf_ver } => {
-            let cmd = RawCommand::Put { key: b"hostile".to_vec(), value: b"x".to_vec() };
+            let cmd = RawCommand::Put { key: b"hostile".to_vec(), value: b"x".to_vec(), ttl_ms: 0 };
             // Region ids PD hands out start small and epochs stay small in this test: past
             // 1000 no such region or epoch exists.
             let must_refuse = *region_id > 1000 || *version > 1000;

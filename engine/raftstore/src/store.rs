@@ -461,8 +461,7 @@ impl Store {
         }
         match read::<RegionLocalState>(&*self.engine, &keys::region_state_key(env.region_id)) {
             Ok(None) => {}
-            Ok(Some(old))
-                if old.state == PeerState::Tombstone && env.region_epoch.conf_ver > old.region.epoch.conf_ver => {}
+            Ok(Some(old)) if old.state == PeerState::Tombstone && recreates_over_tombstone(&old, env) => {}
             other => {
                 trace_event!(
                     "store.create_refused",
@@ -811,4 +810,17 @@ fn apply_measured(
     keel_metrics::APPLY_DURATION.observe(start.elapsed().as_secs_f64());
     keel_metrics::RAFT_APPLIES.inc_by(count);
     Ok(())
+}
+
+/// True when a message may create a replica of a region whose replica on this store was
+/// destroyed (tombstoned): it must come from a newer configuration, and address a newer peer
+/// than the destroyed one. Peer ids are never reused, so a message for the destroyed peer's
+/// own id is from a leader that has not yet applied its removal; recreating that peer empty
+/// let the leader's heartbeat commit an index the new incarnation never had, and raft-rs
+/// panicked (bank swarm seed 459: a replica removed while behind, destroyed as stale, then
+/// brought back by a message carrying a newer conf_ver but the old peer id).
+fn recreates_over_tombstone(old: &RegionLocalState, env: &RaftEnvelope) -> bool {
+    let newer_config = env.region_epoch.conf_ver > old.region.epoch.conf_ver;
+    let newer_peer = old.region.peer_on_store(env.to_peer.store_id).is_none_or(|p| env.to_peer.id > p.id);
+    newer_config && newer_peer
 }

@@ -13,28 +13,19 @@ pub fn delete_range(txn: &mut MvccTxn, start: &[u8], end: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::test_util::run;
-    use crate::actions::{commit, get, prewrite, PrewriteMode, PrewriteProps};
+    use crate::actions::get;
+    use crate::actions::test_util::{run, write_one};
     use crate::mvcc::SHORT_VALUE_MAX_BYTES;
     use keel_storage::{CfName, Engine, SimEngine};
-    use keel_types::proto::txn::{Mutation, MutationOp};
+    use keel_types::proto::txn::MutationOp;
     use keel_types::Timestamp;
 
     fn prewrite_put(e: &SimEngine, key: &[u8], value: Vec<u8>, start: u64) {
-        let p = PrewriteProps {
-            primary: key.to_vec(),
-            start_ts: Timestamp(start),
-            ttl_ms: 1,
-            txn_size: 1,
-            mode: PrewriteMode::TwoPc { min_commit_ts: Timestamp(start + 1) },
-        };
-        let m = [Mutation { op: MutationOp::Put, key: key.to_vec(), value }];
-        assert!(run(e, |t, r| prewrite(t, r, &p, &m)).unwrap().errors.is_empty());
+        write_one(e, key, MutationOp::Put, value, start, None);
     }
 
     fn put(e: &SimEngine, key: &[u8], value: Vec<u8>, start: u64) {
-        prewrite_put(e, key, value, start);
-        run(e, |t, r| commit(t, r, key, Timestamp(start), Timestamp(start + 1))).unwrap();
+        write_one(e, key, MutationOp::Put, value, start, Some(start + 1));
     }
 
     fn records(e: &SimEngine, cf: CfName) -> usize {

@@ -58,23 +58,14 @@ pub fn gc(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::test_util::run;
-    use crate::actions::{commit, get, prewrite, rollback, PrewriteMode, PrewriteProps};
+    use crate::actions::test_util::{run, write_one};
+    use crate::actions::{get, rollback};
     use crate::mvcc::SHORT_VALUE_MAX_BYTES;
     use keel_storage::SimEngine;
-    use keel_types::proto::txn::{Mutation, MutationOp};
+    use keel_types::proto::txn::MutationOp;
 
     fn write(e: &SimEngine, key: &[u8], op: MutationOp, value: Vec<u8>, start: u64, commit_at: u64) {
-        let p = PrewriteProps {
-            primary: key.to_vec(),
-            start_ts: Timestamp(start),
-            ttl_ms: 1,
-            txn_size: 1,
-            mode: PrewriteMode::TwoPc { min_commit_ts: Timestamp(start + 1) },
-        };
-        let m = [Mutation { op, key: key.to_vec(), value }];
-        assert!(run(e, |t, r| prewrite(t, r, &p, &m)).unwrap().errors.is_empty());
-        run(e, |t, r| commit(t, r, key, Timestamp(start), Timestamp(commit_at))).unwrap();
+        write_one(e, key, op, value, start, Some(commit_at));
     }
 
     #[test]

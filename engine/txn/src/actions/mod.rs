@@ -101,9 +101,12 @@ pub(crate) mod test_util {
     //! A tiny in-memory harness for action unit tests: a `SimEngine` the collected
     //! requests are applied to.
 
+    use crate::actions::{commit, prewrite, PrewriteMode, PrewriteProps};
     use crate::mvcc::{MvccReader, MvccTxn};
     use keel_raftstore::cmd::Request;
     use keel_storage::{Engine, SimEngine, Snapshot, WriteBatch, WriteOptions};
+    use keel_types::proto::txn::{Mutation, MutationOp};
+    use keel_types::Timestamp;
 
     /// Applies `txn`'s requests to `engine`.
     pub fn apply(engine: &SimEngine, txn: MvccTxn) {
@@ -128,5 +131,29 @@ pub(crate) mod test_util {
         let out = f(&mut txn, &reader);
         apply(engine, txn);
         out
+    }
+
+    /// Prewrites `op` of `key` (with `value`) as a one-key 2PC transaction at `start`, its
+    /// own primary, asserting no key error; commits it at `commit_at` when given.
+    pub fn write_one(
+        engine: &SimEngine,
+        key: &[u8],
+        op: MutationOp,
+        value: Vec<u8>,
+        start: u64,
+        commit_at: Option<u64>,
+    ) {
+        let p = PrewriteProps {
+            primary: key.to_vec(),
+            start_ts: Timestamp(start),
+            ttl_ms: 1,
+            txn_size: 1,
+            mode: PrewriteMode::TwoPc { min_commit_ts: Timestamp(start + 1) },
+        };
+        let m = [Mutation { op, key: key.to_vec(), value }];
+        assert!(run(engine, |t, r| prewrite(t, r, &p, &m)).unwrap().errors.is_empty());
+        if let Some(c) = commit_at {
+            run(engine, |t, r| commit(t, r, key, Timestamp(start), Timestamp(c))).unwrap();
+        }
     }
 }

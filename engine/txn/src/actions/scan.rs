@@ -50,24 +50,12 @@ pub fn scan(reader: &MvccReader<'_>, args: &ScanArgs<'_>) -> Result<ReadResult> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::test_util::run;
-    use crate::actions::{commit, prewrite, PrewriteMode, PrewriteProps};
+    use crate::actions::test_util::{run, write_one};
     use keel_storage::SimEngine;
-    use keel_types::proto::txn::{Mutation, MutationOp};
+    use keel_types::proto::txn::MutationOp;
 
     fn write(e: &SimEngine, key: &[u8], op: MutationOp, start: u64, commit_at: Option<u64>) {
-        let p = PrewriteProps {
-            primary: key.to_vec(),
-            start_ts: Timestamp(start),
-            ttl_ms: 1,
-            txn_size: 1,
-            mode: PrewriteMode::TwoPc { min_commit_ts: Timestamp(start + 1) },
-        };
-        let m = [Mutation { op, key: key.to_vec(), value: key.to_vec() }];
-        assert!(run(e, |t, r| prewrite(t, r, &p, &m)).unwrap().errors.is_empty());
-        if let Some(c) = commit_at {
-            run(e, |t, r| commit(t, r, key, Timestamp(start), Timestamp(c))).unwrap();
-        }
+        write_one(e, key, op, key.to_vec(), start, commit_at);
     }
 
     #[test]

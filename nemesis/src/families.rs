@@ -78,6 +78,7 @@ pub trait Family {
 pub const FAMILIES: &[(&str, &str)] = &[
     ("kill", "kill -9 a store or PD (disk keeps a torn tail of unsynced writes), restart it later"),
     ("pd-restart", "kill and restart PD"),
+    ("power", "power loss: every store crashes at the same instant (each disk keeps a torn tail of unsynced writes), then all restart"),
     ("pause", "freeze a store, a region's leader or PD (a long GC pause), then resume it"),
     ("partition", "random halves, isolating one node, or a one-way cut"),
     ("isolate-leader", "cut off the store that leads a region (asks PD who leads)"),
@@ -101,6 +102,7 @@ pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
     let f: Box<dyn Family> = match name {
         "kill" => Box::new(Kill { rng, pd_only: false }),
         "pd-restart" => Box::new(Kill { rng, pd_only: true }),
+        "power" => Box::new(Power { rng }),
         "pause" => Box::new(Pause { rng }),
         "partition" => Box::new(Partition { rng }),
         "isolate-leader" => Box::new(IsolateLeader { rng }),
@@ -191,6 +193,36 @@ impl Family for Kill {
                 hold: hold(&mut self.rng, 200, 5_000),
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
+                tail: None,
+            })
+        })
+    }
+}
+
+/// Every store at once: the one fault that takes more than a minority down, because no disk
+/// is lost — what each store synced must survive, and a write acknowledged before it was
+/// durable on a majority is gone.
+struct Power {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Power {
+    fn name(&self) -> &'static str {
+        "power"
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            if view.stores.is_empty() || view.free(view.stores.clone()).len() < view.stores.len() {
+                return None;
+            }
+            let apply = view.stores.iter().map(|s| Action::Kill(s.clone(), self.rng.gen())).collect();
+            Some(Fault {
+                label: "power/all stores".into(),
+                apply,
+                undo: view.stores.iter().map(|s| Action::Restart(s.clone())).collect(),
+                hold: ms(&mut self.rng, 100, 3_000),
+                resources: view.stores.iter().map(|s| format!("proc:{s}")).collect(),
+                exclusive: true,
                 tail: None,
             })
         })

@@ -2,7 +2,8 @@
 //! partitions, clogs, loss, latency, clock skew, disk faults, split storms, ...) planned each
 //! from its own RNG stream and applied over simulated time to any cluster that implements
 //! [`Target`], within a budget the cluster can always recover from — never more than a
-//! minority of the storage nodes (every region's replicas) down, cut off or diskless at once.
+//! minority of the storage nodes (every region's replicas) down, cut off or diskless at once,
+//! except a power loss, which crashes every store together over disks it never loses.
 //!
 //! Layering: depends on `keel-types` (trace) and the async runtime's timer only. It must
 //! never depend on `keel-sim` (the simulator depends on it and implements [`Target`]) nor on

@@ -67,6 +67,16 @@ pub struct Roles {
     pub replicas: usize,
 }
 
+/// Fastest and slowest healthy sync of a simulated disk, in microseconds (an SSD's fsync).
+const SYNC_LATENCY_US_MIN: u64 = 1_000;
+const SYNC_LATENCY_US_MAX: u64 = 10_000;
+
+/// A disk's healthy sync latency, drawn from the run's seed: never zero, so a crash can land
+/// between a write and its sync.
+fn sync_latency() -> std::time::Duration {
+    std::time::Duration::from_micros(madsim::rand::thread_rng().gen_range(SYNC_LATENCY_US_MIN..=SYNC_LATENCY_US_MAX))
+}
+
 impl Default for Cluster {
     fn default() -> Self {
         Cluster::new()
@@ -90,7 +100,9 @@ impl Cluster {
         assert!(!self.nodes.contains_key(name), "node {name} added twice");
         let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + self.next_ip));
         self.next_ip += 1;
-        let env = NodeEnv { name: name.to_string(), ip, disk: SimEngine::new(), clock: Clock::new() };
+        let disk = SimEngine::new();
+        disk.set_sync_latency(sync_latency());
+        let env = NodeEnv { name: name.to_string(), ip, disk, clock: Clock::new() };
         let program = Arc::new(program);
         let init_env = env.clone();
         let handle = self

@@ -36,6 +36,18 @@ pub const CASES: &[NegativeCase] = &[
         note: "a write acknowledged before it commits is lost when its leader dies or is cut off",
     },
     NegativeCase {
+        bug: PlantedBug::LogPersistedAfterSend,
+        workload: "register",
+        nemesis: &["power"],
+        first_seed: 1,
+        budget: 40,
+        duration_s: 30,
+        note: "acks and answers go out a round before the log is synced, so a write commits and \
+               is answered while a majority has not persisted it; a power loss (every store at \
+               once) inside that window loses it. A single kill cannot: the other replicas keep \
+               it. First caught at seed 10 (seeds 1..40: 10, 15, 16)",
+    },
+    NegativeCase {
         bug: PlantedBug::SkipReadIndex,
         workload: "register",
         nemesis: &["pause", "isolate-leader", "clog", "latency"],
@@ -43,7 +55,7 @@ pub const CASES: &[NegativeCase] = &[
         budget: 40,
         duration_s: 30,
         note: "a leader paused (or cut off from the other stores while clients still reach it) \
-               serves stale reads once a new leader has taken writes; first caught at seed 13 \
+               serves stale reads once a new leader has taken writes; first caught at seed 18 \
                (about 1 seed in 27)",
     },
     NegativeCase {

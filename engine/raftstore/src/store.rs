@@ -153,6 +153,9 @@ pub struct Store {
     pd: Arc<dyn PdReporter>,
     rx: mpsc::Receiver<StoreMsg>,
     overlay: Overlay,
+    /// Planted bug [`LogPersistedAfterSend`](keel_types::planted::PlantedBug): an earlier
+    /// round's log still waits for its sync.
+    sync_owed: bool,
 }
 
 impl Store {
@@ -179,7 +182,7 @@ impl Store {
         }
         let (tx, rx) = mpsc::channel(cfg.inbox_capacity);
         let handle = StoreHandle { tx, store_id: cfg.store_id };
-        Ok((Store { cfg, engine, peers, transport, pd, rx, overlay: Overlay::default() }, handle))
+        Ok((Store { cfg, engine, peers, transport, pd, rx, overlay: Overlay::default(), sync_owed: false }, handle))
     }
 
     /// Runs the loop until every handle is dropped (Ok) or the disk fails (Err: the node
@@ -209,11 +212,7 @@ impl Store {
             if keel_types::buggify!(0.05) {
                 continue;
             }
-            self.process_ready()?;
-            // A slow disk: the sync just done "took" this long, and the loop waits for it.
-            if let Some(stall) = self.engine.take_sync_stall() {
-                tokio::time::sleep(stall).await;
-            }
+            self.process_ready().await?;
         }
     }
 
@@ -556,7 +555,7 @@ impl Store {
     }
 
     /// One round of raft-rs's Ready protocol for every peer, with a single synced write.
-    fn process_ready(&mut self) -> Result<(), String> {
+    async fn process_ready(&mut self) -> Result<(), String> {
         let mut batch = WriteBatch::new();
         let mut must_sync = false;
         let mut outbox: Vec<(RegionId, Vec<Message>)> = Vec::new();
@@ -614,7 +613,14 @@ impl Store {
         // go out before its sync, so followers sync in parallel with it rather than after it.
         // Only `persisted_messages` (votes, append responses) must wait for the sync below.
         self.send(outbox);
-        self.write(batch, must_sync)?;
+        // Planted bug: the log is synced a round late, after its persisted messages (append
+        // responses, votes) went out and the entries they committed were answered.
+        let late = keel_types::planted::enabled(keel_types::planted::PlantedBug::LogPersistedAfterSend);
+        if late {
+            self.write(batch, false)?;
+        } else {
+            self.persist(batch, must_sync).await?;
+        }
 
         // After persistence: persisted messages, advance, and whatever became committed.
         let mut batch = WriteBatch::new();
@@ -638,7 +644,11 @@ impl Store {
             self.write(batch, false)?;
         }
         self.send(outbox);
-        self.finish_round(effects, new_leaders)
+        self.finish_round(effects, new_leaders)?;
+        if late && std::mem::replace(&mut self.sync_owed, must_sync) {
+            self.persist(WriteBatch::new(), true).await?;
+        }
+        Ok(())
     }
 
     /// Stops the loop when a raft-rs read of some peer's storage failed (a corrupt log entry,
@@ -648,6 +658,20 @@ impl Store {
         match self.peers.values().find_map(|p| p.raw.store().fault()) {
             Some(fault) => Err(format!("store {}: disk read failed, stopping: {fault}", self.cfg.store_id)),
             None => Ok(()),
+        }
+    }
+
+    /// Writes `batch`, durably with `sync`. A sync takes the disk's time: the batch is
+    /// written, the loop waits out the sync latency (the write is in flight — a crash now may
+    /// lose it), and only then is it durable and may the round go on.
+    async fn persist(&mut self, batch: WriteBatch, sync: bool) -> Result<(), String> {
+        match if sync { self.engine.sync_latency() } else { None } {
+            Some(latency) => {
+                self.write(batch, false)?;
+                tokio::time::sleep(latency).await;
+                self.write(WriteBatch::new(), true)
+            }
+            None => self.write(batch, sync),
         }
     }
 

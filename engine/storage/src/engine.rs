@@ -86,10 +86,12 @@ pub trait Engine: Send + Sync + 'static {
     /// end of the CF).
     fn approximate_size(&self, cf: CfName, start: &[u8], end: Option<&[u8]>) -> Result<RangeStats>;
 
-    /// How long the caller must wait, once, for the last sync to have "finished": the
-    /// simulated disk's slow-sync fault (it never sleeps itself; the store loop waits on the
-    /// simulated clock). A real engine's syncs take their real time: `None`.
-    fn take_sync_stall(&self) -> Option<std::time::Duration> {
+    /// How long the next sync takes on the simulated clock, if it takes any. The simulated
+    /// disk never sleeps itself (it is synchronous); a caller that must wait for durability
+    /// (the store loop) writes unsynced, waits this long, then syncs, so a crash can land
+    /// while its write is in flight. Each call counts as one sync started. A real engine's
+    /// syncs take their real time: `None`.
+    fn sync_latency(&self) -> Option<std::time::Duration> {
         None
     }
 }

@@ -33,7 +33,7 @@
 //! - Every record carries a checksum; a record that fails it is never returned
 //!   ([`Error::Corruption`]). The simulated disk then also stops serving anything
 //!   ([`Error::CorruptionFound`]) until the node restarts: a node must not carry on
-//!   next to a bad block. It can also make syncs slow ([`Engine::take_sync_stall`]).
+//!   next to a bad block. Its syncs take simulated time ([`Engine::sync_latency`]), a slow-sync fault more.
 
 mod batch;
 mod cf;

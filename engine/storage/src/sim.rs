@@ -177,10 +177,10 @@ struct Disk {
     pending: VecDeque<Pending>,
     incarnation: Arc<Incarnation>,
     fail_next_sync: bool,
-    /// While set, every successful sync "takes" this long (see [`Engine::take_sync_stall`]).
+    /// How long a sync takes when the disk is healthy (see [`Engine::sync_latency`]).
+    sync_latency: Duration,
+    /// While set, every sync takes this long instead (the slow-sync fault).
     slow_sync: Option<Duration>,
-    /// Stall the last sync owes its caller.
-    stall_owed: Option<Duration>,
     stats: SimStats,
     #[cfg(feature = "planted-bugs")]
     bug: Option<crate::PlantedBug>,
@@ -214,10 +214,6 @@ impl Disk {
         }
         self.pending.clear();
         self.stats.syncs += 1;
-        if let Some(stall) = self.slow_sync {
-            self.stall_owed = Some(stall);
-            self.stats.slow_syncs += 1;
-        }
         Ok(())
     }
 }
@@ -254,8 +250,8 @@ impl SimEngine {
                 pending: VecDeque::new(),
                 incarnation: Arc::default(),
                 fail_next_sync: false,
+                sync_latency: Duration::ZERO,
                 slow_sync: None,
-                stall_owed: None,
                 stats: SimStats::default(),
                 #[cfg(feature = "planted-bugs")]
                 bug: None,
@@ -305,7 +301,6 @@ impl SimEngine {
         d.stats.batches_lost += (d.pending.len() - keep) as u64;
         d.pending.clear();
         d.fail_next_sync = false;
-        d.stall_owed = None;
         d.incarnation.0.store(CLOSED, Ordering::Release);
         d.incarnation = Arc::default();
         tracing::debug!(kept = keep, "simulated disk: crash");
@@ -318,8 +313,14 @@ impl SimEngine {
         self.lock().fail_next_sync = true;
     }
 
-    /// Makes every later sync slow (`Some(stall)`: each takes that long, see
-    /// [`Engine::take_sync_stall`]) or fast again (`None`). Outlives crashes: it is the disk.
+    /// Sets how long every sync of this healthy disk takes ([`Engine::sync_latency`]; zero,
+    /// the default, makes syncs instant). Outlives crashes: it is the disk.
+    pub fn set_sync_latency(&self, latency: Duration) {
+        self.lock().sync_latency = latency;
+    }
+
+    /// Makes every later sync slow (`Some(stall)`: each takes that long instead of the
+    /// healthy latency) or normal again (`None`). Outlives crashes: it is the disk.
     pub fn set_slow_sync(&self, stall: Option<Duration>) {
         self.lock().slow_sync = stall;
     }
@@ -347,7 +348,6 @@ impl SimEngine {
         d.pending.clear();
         d.fail_next_sync = false;
         d.slow_sync = None;
-        d.stall_owed = None;
         d.incarnation.0.store(CLOSED, Ordering::Release);
         d.incarnation = Arc::default();
         d.stats.replacements += 1;
@@ -506,8 +506,13 @@ impl Engine for SimEngine {
         Ok(stats_of(d.visible.cf(cf), start, end))
     }
 
-    fn take_sync_stall(&self) -> Option<Duration> {
-        self.lock().stall_owed.take()
+    fn sync_latency(&self) -> Option<Duration> {
+        let mut d = self.lock();
+        if let Some(stall) = d.slow_sync {
+            d.stats.slow_syncs += 1;
+            return Some(stall);
+        }
+        Some(d.sync_latency).filter(|l| !l.is_zero())
     }
 }
 
@@ -667,20 +672,32 @@ mod tests {
     }
 
     #[test]
-    fn slow_sync_owes_one_stall_per_sync() {
+    fn sync_latency_is_the_disks_or_the_slow_sync_faults() {
         let e = SimEngine::new();
-        put(&e, b"a", b"1", true);
-        assert_eq!(e.take_sync_stall(), None);
+        assert_eq!(e.sync_latency(), None, "a new disk syncs instantly");
+        e.set_sync_latency(Duration::from_micros(700));
+        assert_eq!(e.sync_latency(), Some(Duration::from_micros(700)));
         e.set_slow_sync(Some(Duration::from_millis(40)));
-        put(&e, b"b", b"2", false);
-        assert_eq!(e.take_sync_stall(), None, "an unsynced write does not stall");
-        put(&e, b"c", b"3", true);
-        assert_eq!(e.take_sync_stall(), Some(Duration::from_millis(40)));
-        assert_eq!(e.take_sync_stall(), None, "owed once");
+        assert_eq!(e.sync_latency(), Some(Duration::from_millis(40)));
         e.set_slow_sync(None);
-        e.sync().unwrap();
-        assert_eq!(e.take_sync_stall(), None);
+        assert_eq!(e.sync_latency(), Some(Duration::from_micros(700)));
         assert_eq!(e.stats().slow_syncs, 1);
+        e.crash_keeping(0);
+        assert_eq!(e.sync_latency(), Some(Duration::from_micros(700)), "the latency is the disk's");
+    }
+
+    #[test]
+    fn a_crash_during_a_syncs_latency_loses_the_write() {
+        // The store loop's sequence: write unsynced, wait the latency, sync. A crash while
+        // it waits may drop the write; one after the sync cannot.
+        let e = SimEngine::new();
+        put(&e, b"a", b"1", false);
+        e.crash_keeping(0);
+        assert_eq!(e.get(CfName::Raw, b"a").unwrap(), None);
+        put(&e, b"a", b"1", false);
+        e.sync().unwrap();
+        e.crash_keeping(0);
+        assert_eq!(e.get(CfName::Raw, b"a").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

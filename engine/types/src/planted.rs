@@ -8,6 +8,10 @@
 pub enum PlantedBug {
     /// raftstore: answer a write as soon as it is proposed, before it commits.
     AckBeforeCommit,
+    /// raftstore: a Ready's log entries and hard state are persisted only after its
+    /// persisted messages (append acks, votes) went out and its committed entries were
+    /// answered: an ack can reach the leader before the entry is durable.
+    LogPersistedAfterSend,
     /// raftstore: serve reads from the leader's local state without ReadIndex.
     SkipReadIndex,
     /// txn: prewrite does not notice another transaction's lock on the key (and
@@ -29,8 +33,9 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::AckBeforeCommit,
+        PlantedBug::LogPersistedAfterSend,
         PlantedBug::SkipReadIndex,
         PlantedBug::PrewriteIgnoresLock,
         PlantedBug::ReadIgnoresLock,
@@ -44,6 +49,7 @@ impl PlantedBug {
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeCommit => "ack-before-commit",
+            PlantedBug::LogPersistedAfterSend => "raft-log-persisted-after-send",
             PlantedBug::SkipReadIndex => "skip-read-index",
             PlantedBug::PrewriteIgnoresLock => "prewrite-ignores-lock",
             PlantedBug::ReadIgnoresLock => "read-ignores-lock",

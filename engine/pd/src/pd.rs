@@ -36,7 +36,8 @@ macro_rules! cluster {
 pub struct StoreStatus {
     /// The last reported statistics.
     pub stats: StoreStats,
-    /// When the last heartbeat arrived, by this PD's clock (ms since the epoch).
+    /// When the last heartbeat arrived, by this PD's monotonic clock ([`Clock::elapsed_ms`]:
+    /// a jump of the wall clock must never make a dead store look alive, or a live one dead).
     pub last_heartbeat_ms: u64,
 }
 
@@ -75,7 +76,8 @@ pub struct Pd {
     bootstrap_region: Option<Region>,
     gc_safe_point: Timestamp,
     failure: Option<String>,
-    /// When this PD opened (by its clock): stores not heard from since are silent from then.
+    /// When this PD opened (by its monotonic clock): stores not heard from since are silent
+    /// from then.
     started_ms: u64,
     scheduler: Scheduler,
 }
@@ -137,7 +139,7 @@ impl Pd {
             regions.insert(RegionEntry { region, ..Default::default() });
         }
         trace_event!("pd.open", "cluster {cluster_id} stores {} regions {}", stores.len(), regions.len());
-        let started_ms = clock.now_ms();
+        let started_ms = clock.elapsed_ms();
         Ok(Pd {
             config,
             engine,
@@ -214,7 +216,7 @@ impl Pd {
     /// Whether PD considers store `id` down now: unknown, tombstone, or silent for longer
     /// than `max_store_down_time` (counting from PD's start if it never heartbeated since).
     pub fn store_is_down(&self, id: StoreId) -> bool {
-        self.cluster(self.clock.now_ms()).store_down(id)
+        self.cluster(self.clock.elapsed_ms()).store_down(id)
     }
 
     /// Replicas (any role) PD's region metadata places on store `id`.
@@ -406,7 +408,7 @@ impl Pd {
             None => Err(PdError::Invalid(format!("store {} is not registered", stats.store_id))),
             Some(store) if store.state == StoreState::Tombstone => Err(PdError::StoreTombstone(store.id)),
             Some(_) => {
-                let now_ms = self.clock.now_ms();
+                let now_ms = self.clock.elapsed_ms();
                 let status = StoreStatus { last_heartbeat_ms: now_ms, stats };
                 self.store_status.insert(status.stats.store_id, status);
                 self.scheduler.expire(now_ms);
@@ -439,7 +441,7 @@ impl Pd {
     /// Advances the region's operator or asks the checkers for one, after a heartbeat from
     /// `reporter` has been applied; at most one step comes back.
     fn schedule(&mut self, id: RegionId, reporter: Option<Peer>, term: u64) -> Result<Option<Operator>, PdError> {
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.clock.elapsed_ms();
         self.scheduler.expire(now_ms);
         let Some(entry) = self.regions.get(id) else { return Ok(None) };
         // Only the current leader's report is acted on: one PD knows of (same peer, a term
@@ -470,7 +472,7 @@ impl Pd {
     /// Starts a manual operator on a region; its steps go out with the leader's next
     /// heartbeats like any other operator's.
     fn add_operator(&mut self, id: RegionId, op: &ManualOperator) -> PdResult {
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.clock.elapsed_ms();
         self.scheduler.expire(now_ms);
         let Some(entry) = self.regions.get(id) else {
             return Err(PdError::Invalid(format!("region {id} is unknown")));

@@ -226,12 +226,13 @@ fn store_rules_tombstone_duplicate_address_and_heartbeats() {
     let thief = Store { id: s2, address: format!("10.0.1.{s1}:20160"), ..Default::default() };
     assert!(matches!(h.pd.handle(PdRequest::PutStore(thief)), Err(PdError::Invalid(_))));
     assert!(matches!(h.pd.handle(PdRequest::PutStore(Store::default())), Err(PdError::Invalid(_))));
-    // Heartbeats are recorded with PD's clock.
+    // Heartbeats are recorded with PD's monotonic clock.
     let stats = StoreStats { store_id: s1, capacity_bytes: 100, available_bytes: 40, ..Default::default() };
+    h.clock.advance_ms(5_000);
     assert_eq!(h.call(PdRequest::StoreHeartbeat(stats.clone())), PdResponse::Ok);
     let status = h.pd.store_status(s1).unwrap();
     assert_eq!(status.stats, stats);
-    assert!(status.last_heartbeat_ms > 0);
+    assert!(status.last_heartbeat_ms >= 5_000);
     let unknown = StoreStats { store_id: 999_999, ..Default::default() };
     assert!(matches!(h.pd.handle(PdRequest::StoreHeartbeat(unknown)), Err(PdError::Invalid(_))));
     // Removal only moves forward: a store re-registering as Up stays Offline.
@@ -452,4 +453,29 @@ fn state_survives_reopen_on_fjall() {
         PdResponse::Region(Some(info)) => assert_eq!(info.region, region),
         other => panic!("{other:?}"),
     }
+}
+
+/// A store that dies right after heartbeating while PD's wall clock had jumped ahead must
+/// still be down once it has been silent for `max_store_down_time` (swarm seed 663: PD's clock
+/// jumped 110 s ahead for 1.6 s, a store's last heartbeat was dated 110 s in the future, and
+/// PD kept that dead store "alive" — placing new replicas on it — for the rest of the run).
+#[test]
+fn a_wall_clock_jump_never_hides_a_dead_store() {
+    let clock = Clock::new();
+    let schedule = ScheduleConfig::test_min();
+    let down_ms = schedule.max_store_down_time.as_millis() as u64;
+    let config = PdConfig { schedule, ..PdConfig::new("10.0.0.1:2379") };
+    let mut pd = Pd::open(config, Arc::new(SimEngine::new()), clock.clone()).expect("open");
+    let store = Store { id: 1, address: "10.0.0.2:20160".into(), ..Default::default() };
+    pd.handle(PdRequest::PutStore(store)).expect("put store");
+    clock.set_offset_ms(110_000);
+    pd.handle(PdRequest::StoreHeartbeat(StoreStats { store_id: 1, ..Default::default() })).expect("heartbeat");
+    clock.set_offset_ms(0);
+    assert!(!pd.store_is_down(1), "just heard from");
+    clock.advance_ms(down_ms + 1_000);
+    assert!(pd.store_is_down(1), "silent for longer than max_store_down_time");
+    // And a jump back does not make a live store look dead.
+    pd.handle(PdRequest::StoreHeartbeat(StoreStats { store_id: 1, ..Default::default() })).expect("heartbeat");
+    clock.set_offset_ms(-(down_ms as i64) * 10);
+    assert!(!pd.store_is_down(1), "a jump back is not silence");
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Heartbeat period of the model (one round).
-const ROUND_MS: i64 = 1000;
+const ROUND_MS: u64 = 1000;
 /// Rounds a new learner stays pending (catching up from a snapshot).
 const CATCH_UP_ROUNDS: u32 = 2;
 
@@ -130,7 +130,7 @@ impl Model {
     /// until PD considers `store` down.
     fn store_rounds_until_down(&mut self, store: StoreId) {
         while !self.pd.store_is_down(store) {
-            self.clock.set_offset_ms(self.clock.offset_ms() + ROUND_MS);
+            self.clock.advance_ms(ROUND_MS);
             for s in self.store_ids() {
                 if self.alive(s) {
                     self.call(PdRequest::StoreHeartbeat(StoreStats { store_id: s, ..Default::default() }));
@@ -220,7 +220,7 @@ impl Model {
     /// leader (re-electing one if a quorum of voters lives) heartbeats and applies the step
     /// PD answers. Returns the steps applied.
     fn round(&mut self) -> usize {
-        self.clock.set_offset_ms(self.clock.offset_ms() + ROUND_MS);
+        self.clock.advance_ms(ROUND_MS);
         for id in self.store_ids() {
             if self.alive(id) {
                 let hb = PdRequest::StoreHeartbeat(StoreStats { store_id: id, ..Default::default() });

@@ -116,6 +116,7 @@ impl Plan {
 /// A read-only view of the cluster at one instant, as the checkers see it.
 pub(crate) struct Cluster<'a> {
     pub config: &'a PdConfig,
+    /// Now, by PD's monotonic clock (`Clock::elapsed_ms`), like every time below.
     pub now_ms: u64,
     /// When this PD opened: a store not heard from since counts as silent from then.
     pub started_ms: u64,

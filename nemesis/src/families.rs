@@ -217,7 +217,7 @@ impl Family for Power {
             }
             let apply = view.stores.iter().map(|s| Action::Kill(s.clone(), self.rng.gen())).collect();
             Some(Fault {
-                label: "power/all stores".into(),
+                label: format!("power/all stores {:?}", view.stores),
                 apply,
                 undo: view.stores.iter().map(|s| Action::Restart(s.clone())).collect(),
                 hold: ms(&mut self.rng, 100, 3_000),

@@ -19,6 +19,8 @@ pub mod faults;
 #[cfg(madsim)]
 pub mod negative;
 #[cfg(madsim)]
+pub mod report;
+#[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]
 pub mod scenario;

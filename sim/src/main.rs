@@ -120,6 +120,10 @@ mod cli {
         /// Write the recorded history (keel JSONL) here (`run` only).
         #[arg(long)]
         history: Option<std::path::PathBuf>,
+        /// Write a self-contained HTML page of the run here: faults per node, leader
+        /// changes, throughput and latency, the verdict and its counterexample (`run` only).
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
         /// Print every trace event (faults, elections, splits, operators, RPC outcomes) to
         /// stderr as it happens, stamped with simulated seconds (`run` only).
         #[arg(long)]
@@ -177,6 +181,7 @@ mod cli {
         cfg.nemesis = nemesis;
         cfg.planted = planted;
         cfg.history_out = opts.history.clone();
+        cfg.report_out = opts.report.clone();
         cfg.print_trace = opts.trace;
         cfg.regions = opts.regions;
         cfg.stores = stores;

@@ -3,8 +3,8 @@
 
 use keel_types::planted::PlantedBug;
 use keel_types::trace;
-use keel_workloads::check::check_history;
-use serde::Serialize;
+use keel_workloads::check::judge;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub print_trace: bool,
     /// Regions to pre-split into (the `regions` benchmark workload only).
     pub regions: usize,
+    /// Where to write the run's HTML report (`run --report`), if anywhere.
+    pub report_out: Option<std::path::PathBuf>,
 }
 
 /// Storage nodes unless a run asks for another shape.
@@ -54,6 +56,7 @@ impl RunConfig {
             fault_gap_ms: keel_nemesis::MEAN_GAP_DEFAULT.as_millis() as u64,
             print_trace: false,
             regions: 100,
+            report_out: None,
         }
     }
 }
@@ -84,7 +87,7 @@ pub struct ScenarioOutcome {
 }
 
 /// The one JSON line every run ends with.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
     /// Seed.
     pub seed: u64,
@@ -113,13 +116,13 @@ pub struct RunSummary {
     /// Faults injected, per family.
     pub faults: BTreeMap<String, u64>,
     /// Requested fault families this cluster cannot support (they never fired).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults_unsupported: Vec<String>,
     /// BUGGIFY sites that fired (`file:line` → times).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub buggified: BTreeMap<String, u64>,
     /// Verdict-neutral counters the scenario reported (see [`add_stat`]).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stats: BTreeMap<String, u64>,
 }
 
@@ -175,6 +178,7 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         rt.block_on(async move {
             trace::print_events(scenario_cfg.print_trace);
+            trace::keep_events(scenario_cfg.report_out.is_some().then_some(crate::report::KINDS));
             let start = tokio::time::Instant::now();
             let outcome = crate::scenario::run(&scenario_cfg).await;
             (outcome, start.elapsed())
@@ -192,21 +196,26 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         }
     };
     let (hash, events) = trace::snapshot();
+    let kept = trace::take_events();
     let nemesis = crate::faults::take_report();
     let buggified = keel_types::buggify::fired().into_iter().map(|(site, n)| (site.to_string(), n)).collect();
     keel_types::buggify::configure(false, 0);
     let mut outcome = outcome;
-    if let Some((jsonl, model)) = outcome.history.take() {
+    let mut counterexample = None;
+    let history = outcome.history.take();
+    if let Some((jsonl, model)) = &history {
         if let Some(path) = &cfg.history_out {
-            if let Err(e) = std::fs::write(path, &jsonl) {
+            if let Err(e) = std::fs::write(path, jsonl) {
                 eprintln!("could not write history to {}: {e}", path.display());
             }
         }
         if outcome.violation.is_none() {
-            outcome.violation = check_history(&jsonl, model);
+            let judgement = judge(jsonl, *model);
+            outcome.violation = judgement.violation;
+            counterexample = judgement.page;
         }
     }
-    RunSummary {
+    let summary = RunSummary {
         seed: cfg.seed,
         workload: cfg.workload.clone(),
         nemesis: cfg.nemesis.join(","),
@@ -223,5 +232,12 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         faults_unsupported: nemesis.unsupported,
         buggified,
         stats: STATS.with(|s| std::mem::take(&mut *s.borrow_mut())),
+    };
+    if let Some(path) = &cfg.report_out {
+        let data = crate::report::data(&summary, &kept, history.as_ref().map(|(jsonl, _)| jsonl.as_str()));
+        if let Err(e) = std::fs::write(path, crate::report::render(&data, counterexample.as_deref())) {
+            eprintln!("could not write the report to {}: {e}", path.display());
+        }
     }
+    summary
 }

@@ -18,13 +18,34 @@ pub enum CheckModel {
     ListAppendSi,
 }
 
+/// A checker's judgement of a history.
+#[derive(Clone, Debug, Default)]
+pub struct Judgement {
+    /// The violation found, in words, or `None` when the history is valid.
+    pub violation: Option<String>,
+    /// jepsen-checker's self-contained HTML page of the counterexample (a violation's
+    /// timeline or its anomalies), when there is one.
+    pub page: Option<String>,
+}
+
+impl Judgement {
+    fn violation(text: String) -> Judgement {
+        Judgement { violation: Some(text), page: None }
+    }
+}
+
 /// Judges a history with jepsen-checker (outside the simulation: the checker may use threads).
 /// Returns the violation found, or None when the history is valid.
 pub fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
+    judge(jsonl, model).violation
+}
+
+/// Like [`check_history`], keeping the checker's HTML page of the counterexample.
+pub fn judge(jsonl: &str, model: CheckModel) -> Judgement {
     use jepsen_checker::linear::{check, LinConfig, LinModel, LinVerdict};
     let history = match jepsen_checker::parse(jsonl, Some(jepsen_checker::Format::Jsonl)) {
         Ok(h) => h,
-        Err(e) => return Some(format!("history unreadable: {e:?}")),
+        Err(e) => return Judgement::violation(format!("history unreadable: {e:?}")),
     };
     let lin_model = match model {
         CheckModel::CasRegister => LinModel::CasRegister,
@@ -34,39 +55,49 @@ pub fn check_history(jsonl: &str, model: CheckModel) -> Option<String> {
     let cfg =
         LinConfig { model: lin_model, threads: 1, time_limit: Some(Duration::from_secs(60)), ..LinConfig::default() };
     match check(&history, &cfg) {
-        Err(e) => Some(format!("history rejected by the checker: {e:?}")),
+        Err(e) => Judgement::violation(format!("history rejected by the checker: {e:?}")),
         Ok(report) => match report.verdict {
-            LinVerdict::Valid => None,
+            LinVerdict::Valid => Judgement::default(),
             LinVerdict::Invalid(v) => {
-                let explanation = jepsen_checker::linear::explain(&history, &v).join("; ");
-                Some(format!("not linearizable: {explanation}"))
+                let lines = jepsen_checker::linear::explain(&history, &v);
+                let page = jepsen_checker::html::timeline(&history, &v, &lines);
+                Judgement { violation: Some(format!("not linearizable: {}", lines.join("; "))), page: Some(page) }
             }
-            LinVerdict::Unknown(why) => Some(format!("linearizability unknown: {why}")),
+            LinVerdict::Unknown(why) => Judgement::violation(format!("linearizability unknown: {why}")),
         },
     }
 }
 
-fn check_bank(history: &jepsen_checker::History, total: i64) -> Option<String> {
+fn check_bank(history: &jepsen_checker::History, total: i64) -> Judgement {
     use jepsen_checker::bank::{check, BankConfig};
     match check(history, &BankConfig { total: Some(total), negative_forbidden: true }) {
-        Err(e) => Some(format!("history rejected by the bank checker: {e:?}")),
-        Ok(report) if report.anomalies.is_empty() => None,
+        Err(e) => Judgement::violation(format!("history rejected by the bank checker: {e:?}")),
+        Ok(report) if report.anomalies.is_empty() => Judgement::default(),
         Ok(report) => {
             let first = &report.anomalies[0];
-            Some(format!("bank: {} anomalies, first {}: {}", report.anomalies.len(), first.kind, first.explanation))
+            let text =
+                format!("bank: {} anomalies, first {}: {}", report.anomalies.len(), first.kind, first.explanation);
+            let page = jepsen_checker::html::anomalies("Bank check", std::slice::from_ref(&text), &report.anomalies);
+            Judgement { violation: Some(text), page: Some(page) }
         }
     }
 }
 
-fn check_list_append(history: &jepsen_checker::History) -> Option<String> {
+fn check_list_append(history: &jepsen_checker::History) -> Judgement {
     use jepsen_checker::elle::{check, Consistency, TxnModel};
     match check(history, TxnModel::ListAppend, Consistency::SnapshotIsolation) {
-        Err(e) => Some(format!("history rejected by the list-append checker: {e:?}")),
-        Ok(report) if report.valid => None,
+        Err(e) => Judgement::violation(format!("history rejected by the list-append checker: {e:?}")),
+        Ok(report) if report.valid => Judgement::default(),
         Ok(report) => {
             let kinds: Vec<&str> = report.anomalies.iter().map(|a| a.kind.as_str()).collect();
             let first = report.anomalies.first().map_or(String::new(), |a| a.explanation.clone());
-            Some(format!("not snapshot isolation: anomalies {kinds:?}; first: {first}"))
+            let text = format!("not snapshot isolation: anomalies {kinds:?}; first: {first}");
+            let page = jepsen_checker::html::anomalies(
+                "Transactional anomalies",
+                std::slice::from_ref(&text),
+                &report.anomalies,
+            );
+            Judgement { violation: Some(text), page: Some(page) }
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct History {
 impl History {
     /// An empty history; times are measured from now.
     pub fn new() -> History {
+        // Marks time zero of the history's clock in the trace (run reports align on it).
+        keel_types::trace_event!("history.start", "");
         History { inner: Arc::default(), start: Some(tokio::time::Instant::now()) }
     }
 

@@ -16,6 +16,27 @@ thread_local! {
     /// When set (`cargo sim -- run --trace`), every event is also printed to stderr, stamped
     /// with simulated time since this instant.
     static PRINT_SINCE: Cell<Option<std::time::Instant>> = const { Cell::new(None) };
+    /// Whether [`KEPT`] is collecting (checked first: the common case costs one flag read).
+    static KEEPING: Cell<bool> = const { Cell::new(false) };
+    static KEPT: std::cell::RefCell<Option<Kept>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(madsim)]
+struct Kept {
+    since: std::time::Instant,
+    kinds: &'static [&'static str],
+    events: Vec<Event>,
+}
+
+/// One event kept by [`keep_events`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Simulated seconds since [`keep_events`] was called.
+    pub t: f64,
+    /// The event's kind tag.
+    pub kind: String,
+    /// Its details as text.
+    pub text: String,
 }
 
 #[cfg_attr(not(madsim), allow(dead_code))]
@@ -43,6 +64,14 @@ pub fn record(kind: &str, detail: &[u8]) {
             h.set(fnv1a(v, &[0xff]));
         });
         EVENTS.with(|e| e.set(e.get() + 1));
+        if KEEPING.with(Cell::get) {
+            KEPT.with(|k| {
+                if let Some(k) = k.borrow_mut().as_mut().filter(|k| k.kinds.contains(&kind)) {
+                    let text = String::from_utf8_lossy(detail).into_owned();
+                    k.events.push(Event { t: k.since.elapsed().as_secs_f64(), kind: kind.to_string(), text });
+                }
+            });
+        }
         if let Some(since) = PRINT_SINCE.with(Cell::get) {
             let t = since.elapsed().as_secs_f64();
             match std::str::from_utf8(detail) {
@@ -64,6 +93,34 @@ pub fn print_events(on: bool) {
     PRINT_SINCE.with(|p| p.set(on.then(std::time::Instant::now)));
     #[cfg(not(madsim))]
     let _ = on;
+}
+
+/// Keeps this thread's events of the given `kinds` from now on, stamped with simulated time
+/// since this call (`cargo sim -- run --report` draws its page from them), or stops keeping
+/// (`None`). Call inside the simulation.
+pub fn keep_events(kinds: Option<&'static [&'static str]>) {
+    #[cfg(madsim)]
+    {
+        KEEPING.with(|k| k.set(kinds.is_some()));
+        KEPT.with(|k| {
+            *k.borrow_mut() = kinds.map(|kinds| Kept { since: std::time::Instant::now(), kinds, events: Vec::new() })
+        });
+    }
+    #[cfg(not(madsim))]
+    let _ = kinds;
+}
+
+/// The events kept so far (see [`keep_events`]); keeping stops.
+pub fn take_events() -> Vec<Event> {
+    #[cfg(madsim)]
+    {
+        KEEPING.with(|k| k.set(false));
+        KEPT.with(|k| k.borrow_mut().take().map(|k| k.events).unwrap_or_default())
+    }
+    #[cfg(not(madsim))]
+    {
+        Vec::new()
+    }
 }
 
 /// Records an event whose details are a formatted string (for rarer events).

@@ -132,14 +132,8 @@ fn apply_request(
     req: Request,
 ) -> Result<RequestResult, String> {
     match req {
-        Request::Put { cf, key, value } => {
-            batch.put(cf, &key, &value);
-            overlay.values.insert((cf, key), Some(value));
-        }
-        Request::Delete { cf, key } => {
-            batch.delete(cf, &key);
-            overlay.values.insert((cf, key), None);
-        }
+        Request::Put { cf, key, value } => put(overlay, batch, cf, key, value),
+        Request::Delete { cf, key } => delete(overlay, batch, cf, key),
         Request::DeleteRange { cf, start, end } => {
             let (region_start, region_end) = region_bounds(cf, region);
             let start = start.max(region_start);
@@ -161,30 +155,81 @@ fn apply_request(
             let previous = overlay.get(engine, cf, &key)?;
             let succeeded = previous == expected;
             if succeeded {
-                batch.put(cf, &key, &value);
-                overlay.values.insert((cf, key), Some(value));
+                put(overlay, batch, cf, key, value);
             }
             return Ok(RequestResult::Cas { succeeded, previous });
         }
         Request::RawCompareAndSwap { key, expected, value, expire_ms, now_ms } => {
             let mut previous = overlay.get(engine, CfName::Raw, &key)?;
-            if previous.is_some() {
-                if let Some(expiry) = overlay.get(engine, CfName::RawTtl, &key)? {
-                    if raw_ttl::is_expired(raw_ttl::decode_expiry(&expiry)?, now_ms) {
-                        previous = None;
-                    }
-                }
+            if previous.is_some()
+                && raw_expiry(engine, overlay, &key)?.is_some_and(|at| raw_ttl::is_expired(at, now_ms))
+            {
+                previous = None;
             }
             let succeeded = previous == expected;
             if succeeded {
-                for req in raw_ttl::put_requests(key, value, expire_ms) {
-                    apply_request(engine, overlay, batch, region, req)?;
-                }
+                raw_put(engine, overlay, batch, key, value, expire_ms)?;
             }
             return Ok(RequestResult::Cas { succeeded, previous });
         }
+        Request::RawPut { key, value, expire_ms } => raw_put(engine, overlay, batch, key, value, expire_ms)?,
+        Request::RawDelete { key } => {
+            clear_raw_expiry(engine, overlay, batch, &key)?;
+            delete(overlay, batch, CfName::Raw, key);
+        }
+        Request::RawDeleteExpired { key, now_ms } => {
+            if raw_expiry(engine, overlay, &key)?.is_some_and(|at| raw_ttl::is_expired(at, now_ms)) {
+                delete(overlay, batch, CfName::RawTtl, key.clone());
+                delete(overlay, batch, CfName::Raw, key);
+            }
+        }
     }
     Ok(RequestResult::Done)
+}
+
+fn put(overlay: &mut Overlay, batch: &mut WriteBatch, cf: CfName, key: Vec<u8>, value: Vec<u8>) {
+    batch.put(cf, &key, &value);
+    overlay.values.insert((cf, key), Some(value));
+}
+
+fn delete(overlay: &mut Overlay, batch: &mut WriteBatch, cf: CfName, key: Vec<u8>) {
+    batch.delete(cf, &key);
+    overlay.values.insert((cf, key), None);
+}
+
+/// Raw `key`'s expiry as of the writes before this request.
+fn raw_expiry(engine: &dyn Engine, overlay: &Overlay, key: &[u8]) -> Result<Option<u64>, String> {
+    overlay.get(engine, CfName::RawTtl, key)?.map(|b| raw_ttl::decode_expiry(&b)).transpose()
+}
+
+/// Deletes raw `key`'s expiry if it has one: a read instead of a blind delete, so writes of
+/// keys that never had a TTL (the common case) leave the expiry CF untouched.
+fn clear_raw_expiry(
+    engine: &dyn Engine,
+    overlay: &mut Overlay,
+    batch: &mut WriteBatch,
+    key: &[u8],
+) -> Result<(), String> {
+    if overlay.get(engine, CfName::RawTtl, key)?.is_some() {
+        delete(overlay, batch, CfName::RawTtl, key.to_vec());
+    }
+    Ok(())
+}
+
+fn raw_put(
+    engine: &dyn Engine,
+    overlay: &mut Overlay,
+    batch: &mut WriteBatch,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expire_ms: Option<u64>,
+) -> Result<(), String> {
+    match expire_ms {
+        Some(at) => put(overlay, batch, CfName::RawTtl, key.clone(), raw_ttl::encode_expiry(at)),
+        None => clear_raw_expiry(engine, overlay, batch, &key)?,
+    }
+    put(overlay, batch, CfName::Raw, key, value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,5 +292,65 @@ mod tests {
             vec![(true, Some(b"last".to_vec()))]
         );
         assert_eq!(engine.get(CfName::RawTtl, b"k").unwrap(), Some(encode_expiry(7)));
+    }
+
+    /// Applies `reqs` as one command in one batch; returns the batch's ops per CF touched.
+    fn apply_write(engine: &SimEngine, reqs: Vec<Request>) -> Vec<CfName> {
+        let (mut overlay, mut batch, mut region) = (Overlay::default(), WriteBatch::new(), Region::default());
+        let cmd = RaftCmd { region_id: 0, epoch: Default::default(), body: CmdBody::Write(reqs) };
+        assert!(matches!(apply_cmd(engine, &mut overlay, &mut batch, &mut region, cmd), Ok(Ok(CmdResult::Write(_)))));
+        let cfs = batch.ops().iter().map(|op| op.cf()).collect();
+        engine.write(batch, WriteOptions::SYNC).unwrap();
+        cfs
+    }
+
+    fn raw_put(key: &[u8], expire_ms: Option<u64>) -> Request {
+        Request::RawPut { key: key.to_vec(), value: b"v".to_vec(), expire_ms }
+    }
+
+    #[test]
+    fn raw_writes_touch_the_expiry_cf_only_for_keys_with_an_expiry() {
+        let engine = SimEngine::new();
+        // No expiry anywhere: a plain put and a delete write the value CF alone.
+        assert_eq!(apply_write(&engine, vec![raw_put(b"k", None)]), vec![CfName::Raw]);
+        assert_eq!(apply_write(&engine, vec![Request::RawDelete { key: b"k".to_vec() }]), vec![CfName::Raw]);
+        // A put with TTL writes both; a later plain put removes the expiry it finds.
+        assert_eq!(apply_write(&engine, vec![raw_put(b"k", Some(9))]), vec![CfName::RawTtl, CfName::Raw]);
+        assert_eq!(engine.get(CfName::RawTtl, b"k").unwrap(), Some(encode_expiry(9)));
+        assert_eq!(apply_write(&engine, vec![raw_put(b"k", None)]), vec![CfName::RawTtl, CfName::Raw]);
+        assert_eq!(engine.get(CfName::RawTtl, b"k").unwrap(), None);
+        assert_eq!(engine.get(CfName::Raw, b"k").unwrap(), Some(b"v".to_vec()));
+        // Within one batch the read sees the earlier requests (through the overlay): a TTL put
+        // then a plain put leave no expiry; a TTL put then a delete leave nothing.
+        apply_write(&engine, vec![raw_put(b"j", Some(9)), raw_put(b"j", None)]);
+        assert_eq!(engine.get(CfName::RawTtl, b"j").unwrap(), None);
+        apply_write(&engine, vec![raw_put(b"i", Some(9)), Request::RawDelete { key: b"i".to_vec() }]);
+        assert_eq!(engine.get(CfName::RawTtl, b"i").unwrap(), None);
+        assert_eq!(engine.get(CfName::Raw, b"i").unwrap(), None);
+        // A key with an expiry: the delete removes both.
+        apply_write(&engine, vec![raw_put(b"h", Some(9))]);
+        assert_eq!(
+            apply_write(&engine, vec![Request::RawDelete { key: b"h".to_vec() }]),
+            vec![CfName::RawTtl, CfName::Raw]
+        );
+        assert_eq!(engine.get(CfName::RawTtl, b"h").unwrap(), None);
+    }
+
+    #[test]
+    fn the_purge_deletes_a_key_only_if_it_is_still_expired() {
+        let engine = SimEngine::new();
+        apply_write(&engine, vec![raw_put(b"a", Some(100)), raw_put(b"b", Some(100)), raw_put(b"c", None)]);
+        let purge = |key: &[u8], now_ms| Request::RawDeleteExpired { key: key.to_vec(), now_ms };
+        // Not yet expired at 99, never expiring, or absent: nothing is written.
+        assert_eq!(apply_write(&engine, vec![purge(b"a", 99), purge(b"c", 1_000), purge(b"z", 1_000)]), vec![]);
+        // A write renewed b's TTL after the purge found it expired: b stays (the renewal is in
+        // the same batch, ahead of the purge, so the overlay must answer the read).
+        apply_write(&engine, vec![raw_put(b"b", Some(500)), purge(b"b", 100), purge(b"a", 100)]);
+        assert_eq!(engine.get(CfName::Raw, b"b").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(engine.get(CfName::RawTtl, b"b").unwrap(), Some(encode_expiry(500)));
+        // a was expired at 100: value and expiry are gone.
+        assert_eq!(engine.get(CfName::Raw, b"a").unwrap(), None);
+        assert_eq!(engine.get(CfName::RawTtl, b"a").unwrap(), None);
+        assert_eq!(engine.get(CfName::Raw, b"c").unwrap(), Some(b"v".to_vec()));
     }
 }

@@ -62,6 +62,33 @@ pub enum Request {
         /// The time expiry is judged at.
         now_ms: u64,
     },
+    /// Sets raw `key` to `value`, expiring at `expire_ms` (`None`: never; see
+    /// [`crate::raw_ttl`]). An expiry left by an earlier write is deleted only when there is
+    /// one, read at apply time, so a put without TTL writes nothing to the expiry CF. The
+    /// read is deterministic: every replica applies the same log to the same data.
+    RawPut {
+        /// Raw key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// Expiry of the value.
+        expire_ms: Option<u64>,
+    },
+    /// Deletes raw `key`, and its expiry when it has one (read at apply time, as for
+    /// [`Request::RawPut`]).
+    RawDelete {
+        /// Raw key.
+        key: Vec<u8>,
+    },
+    /// The TTL purge: deletes raw `key` and its expiry only if, when applied, the key has an
+    /// expiry at or before `now_ms` — a write between the purge's scan and its apply that
+    /// renewed or cleared the TTL keeps the key.
+    RawDeleteExpired {
+        /// Raw key.
+        key: Vec<u8>,
+        /// The purging leader's clock when it found the key expired.
+        now_ms: u64,
+    },
 }
 
 impl Request {
@@ -71,7 +98,10 @@ impl Request {
             Request::Put { cf, key, .. } | Request::Delete { cf, key } | Request::CompareAndSwap { cf, key, .. } => {
                 (*cf, key)
             }
-            Request::RawCompareAndSwap { key, .. } => (CfName::Raw, key),
+            Request::RawCompareAndSwap { key, .. }
+            | Request::RawPut { key, .. }
+            | Request::RawDelete { key }
+            | Request::RawDeleteExpired { key, .. } => (CfName::Raw, key),
             Request::DeleteRange { cf, start, .. } => (*cf, start),
         }
     }

@@ -4,12 +4,17 @@
 //! value in [`CfName::Raw`] stays exactly the bytes the client wrote, so data written before
 //! TTL existed reads back unchanged. (TiKV's api-v1ttl appends the expiry to every value
 //! instead; that format cannot tell an older plain value from one that carries an expiry.)
+//! Writes go through [`Request::RawPut`] and [`Request::RawDelete`], which touch the expiry
+//! CF only for keys that have (or get) an expiry.
 //!
-//! An expired key is absent to every reader and to compare-and-swap; its entries stay on
-//! disk until the key is written or deleted again.
+//! An expired key is absent to every reader and to compare-and-swap. Its entries stay on disk
+//! until the key is written or deleted again, or until the leader's periodic purge (the
+//! server's `raw_ttl_purge`) finds it with [`expired_keys`] and proposes
+//! [`Request::RawDeleteExpired`] for it through raft.
 
 use crate::cmd::Request;
-use keel_storage::CfName;
+use keel_storage::{CfName, Snapshot};
+use std::ops::Bound;
 
 /// Encodes an expiry time for [`CfName::RawTtl`].
 pub fn encode_expiry(expire_ms: u64) -> Vec<u8> {
@@ -32,21 +37,6 @@ pub fn expiry_of(now_ms: u64, ttl_ms: u64) -> Option<u64> {
     (ttl_ms != 0).then(|| now_ms.saturating_add(ttl_ms))
 }
 
-/// The requests that set raw `key` to `value`, expiring at `expire_ms` (`None`: never; an
-/// expiry left by an earlier write is removed).
-pub fn put_requests(key: Vec<u8>, value: Vec<u8>, expire_ms: Option<u64>) -> [Request; 2] {
-    let expiry = match expire_ms {
-        Some(at) => Request::Put { cf: CfName::RawTtl, key: key.clone(), value: encode_expiry(at) },
-        None => Request::Delete { cf: CfName::RawTtl, key: key.clone() },
-    };
-    [Request::Put { cf: CfName::Raw, key, value }, expiry]
-}
-
-/// The requests that delete raw `key` and its expiry.
-pub fn delete_requests(key: Vec<u8>) -> [Request; 2] {
-    [Request::Delete { cf: CfName::Raw, key: key.clone() }, Request::Delete { cf: CfName::RawTtl, key }]
-}
-
 /// The requests that delete raw keys in `[start, end)` (empty end: the region's end) and
 /// their expiries.
 pub fn delete_range_requests(start: Vec<u8>, end: Vec<u8>) -> [Request; 2] {
@@ -54,6 +44,33 @@ pub fn delete_range_requests(start: Vec<u8>, end: Vec<u8>) -> [Request; 2] {
         Request::DeleteRange { cf: CfName::Raw, start: start.clone(), end: end.clone() },
         Request::DeleteRange { cf: CfName::RawTtl, start, end },
     ]
+}
+
+/// One step of the TTL purge over `[start, end)` of the raw key space (empty end:
+/// unbounded): the keys whose expiry is at or before `now_ms`, looking at no more than
+/// `scan_max` expiries and returning no more than `keys_max` keys. Also returns where the
+/// next step starts (`None`: the range is done), so a region full of expiries is covered
+/// in bounded steps.
+pub fn expired_keys(
+    snapshot: &dyn Snapshot,
+    start: &[u8],
+    end: &[u8],
+    now_ms: u64,
+    scan_max: usize,
+    keys_max: usize,
+) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), String> {
+    let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
+    let mut keys = Vec::new();
+    for (scanned, item) in snapshot.iter(CfName::RawTtl, Bound::Included(start), upper, false).enumerate() {
+        let (key, value) = item.map_err(|e| e.to_string())?;
+        if scanned == scan_max || keys.len() == keys_max {
+            return Ok((keys, Some(key)));
+        }
+        if is_expired(decode_expiry(&value)?, now_ms) {
+            keys.push(key);
+        }
+    }
+    Ok((keys, None))
 }
 
 #[cfg(test)]
@@ -77,11 +94,32 @@ mod tests {
     }
 
     #[test]
-    fn a_put_without_ttl_clears_an_old_expiry() {
-        let [value, expiry] = put_requests(b"k".to_vec(), b"v".to_vec(), None);
-        assert_eq!(value, Request::Put { cf: CfName::Raw, key: b"k".to_vec(), value: b"v".to_vec() });
-        assert_eq!(expiry, Request::Delete { cf: CfName::RawTtl, key: b"k".to_vec() });
-        let [_, expiry] = put_requests(b"k".to_vec(), b"v".to_vec(), Some(7));
-        assert_eq!(expiry, Request::Put { cf: CfName::RawTtl, key: b"k".to_vec(), value: encode_expiry(7) });
+    fn the_purge_finds_expired_keys_in_bounded_steps() {
+        use keel_storage::{Engine, SimEngine, WriteBatch, WriteOptions};
+        let engine = SimEngine::new();
+        let mut b = WriteBatch::new();
+        for (key, at) in [(&b"a"[..], 10), (b"b", 99), (b"c", 100), (b"d", 101), (b"e", 5), (b"f", 1)] {
+            b.put(CfName::RawTtl, key, &encode_expiry(at));
+        }
+        b.put(CfName::Raw, b"g", b"no expiry");
+        engine.write(b, WriteOptions::SYNC).unwrap();
+        let snap = engine.snapshot();
+        let step = |start: &[u8], end: &[u8], scan_max, keys_max| {
+            expired_keys(&*snap, start, end, 100, scan_max, keys_max).unwrap()
+        };
+        let keys = |names: &[&str]| names.iter().map(|n| n.as_bytes().to_vec()).collect::<Vec<_>>();
+
+        // Everything at once: expired at 100 are a, b, c (at 100 exactly), e and f; d is not.
+        assert_eq!(step(b"", b"", 100, 100), (keys(&["a", "b", "c", "e", "f"]), None));
+        // A range: its end is exclusive.
+        assert_eq!(step(b"b", b"e", 100, 100), (keys(&["b", "c"]), None));
+        // Bounded by expiries looked at: three (a, b, c), then d is where the next step starts.
+        assert_eq!(step(b"", b"", 3, 100), (keys(&["a", "b", "c"]), Some(b"d".to_vec())));
+        // Bounded by keys found: two (a, b); c is next.
+        assert_eq!(step(b"", b"", 100, 2), (keys(&["a", "b"]), Some(b"c".to_vec())));
+        // The edge: exactly as many keys as allowed and nothing after them is done.
+        assert_eq!(step(b"e", b"", 100, 2), (keys(&["e", "f"]), None));
+        // Resuming from a cursor.
+        assert_eq!(step(b"d", b"", 2, 100), (keys(&["e"]), Some(b"f".to_vec())));
     }
 }

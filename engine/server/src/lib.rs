@@ -16,6 +16,7 @@ mod node;
 mod pd_reporter;
 mod raw;
 mod raw_read;
+mod raw_ttl_purge;
 mod running;
 mod service;
 mod transport;

@@ -2,6 +2,7 @@
 //! service, bootstrap of the first region, and store heartbeats.
 
 use crate::pd_reporter::PdForwarder;
+use crate::raw_ttl_purge::{self, PurgeConfig};
 use crate::service;
 use crate::transport::RpcTransport;
 use crate::Node;
@@ -106,6 +107,8 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
     forwarder.attach(handle.clone());
     let store_task = tokio::spawn(store.run());
 
+    let purge_cfg = if config.test_min { PurgeConfig::test_min() } else { PurgeConfig::production() };
+    let purge = raw_ttl_purge::run(handle.clone(), engine.clone(), clock.clone(), purge_cfg);
     let (svc_store, svc_pd) = (handle.clone(), pd.clone());
     #[cfg(not(madsim))]
     let grpc = crate::grpc::service(handle.clone(), pd.clone(), txn.clone(), clock.clone());
@@ -121,6 +124,7 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
     tasks.push(tokio::spawn(keel_rpc::serve(listener, native)));
     tasks.push(tokio::spawn(bootstrap(handle.clone(), pd.clone())));
     tasks.push(tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval)));
+    tasks.push(tokio::spawn(purge));
     tracing::info!(store_id = ident.store_id, addr = %config.advertise_addr, "store: serving");
     Ok(Node { store: handle, store_task, tasks })
 }

@@ -6,7 +6,7 @@
 
 use crate::raw_read;
 use keel_raftstore::cmd::{CmdBody, CmdResult, Request, RequestResult};
-use keel_raftstore::raw_ttl::{delete_range_requests, delete_requests, expiry_of, put_requests};
+use keel_raftstore::raw_ttl::{delete_range_requests, expiry_of};
 use keel_raftstore::StoreHandle;
 use keel_types::error::InvalidArgument;
 use keel_types::limits::{BATCH_KEYS_MAX, KEY_SIZE_MAX_BYTES, SCAN_LIMIT_MAX, VALUE_SIZE_MAX_BYTES};
@@ -116,7 +116,7 @@ pub async fn handle(
         RawCommand::Put { key, value, ttl_ms } => {
             check_key(&key)?;
             check_value(&value)?;
-            write(store, ctx, put_requests(key, value, expiry_of(now_ms, ttl_ms)).into()).await
+            write(store, ctx, vec![Request::RawPut { key, value, expire_ms: expiry_of(now_ms, ttl_ms) }]).await
         }
         RawCommand::BatchPut { pairs, ttls_ms } => {
             check_batch(pairs.len())?;
@@ -131,18 +131,18 @@ pub async fn handle(
             let reqs = pairs
                 .into_iter()
                 .zip(ttls)
-                .flat_map(|((key, value), ttl_ms)| put_requests(key, value, expiry_of(now_ms, ttl_ms)))
+                .map(|((key, value), ttl_ms)| Request::RawPut { key, value, expire_ms: expiry_of(now_ms, ttl_ms) })
                 .collect();
             write(store, ctx, reqs).await
         }
         RawCommand::Delete { key } => {
             check_key(&key)?;
-            write(store, ctx, delete_requests(key).into()).await
+            write(store, ctx, vec![Request::RawDelete { key }]).await
         }
         RawCommand::BatchDelete { keys } => {
             check_batch(keys.len())?;
             keys.iter().try_for_each(|k| check_key(k))?;
-            write(store, ctx, keys.into_iter().flat_map(delete_requests).collect()).await
+            write(store, ctx, keys.into_iter().map(|key| Request::RawDelete { key }).collect()).await
         }
         RawCommand::DeleteRange { start_key, end_key } => {
             if !end_key.is_empty() && start_key >= end_key {

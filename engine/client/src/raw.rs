@@ -455,39 +455,7 @@ impl RawClient {
     /// At most `limit` pairs with keys in `[start, end)` in ascending order (empty `end`:
     /// no upper bound), continuing through the regions of the range.
     pub async fn scan(&self, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>, limit: u32) -> Result<Vec<KvPair>> {
-        let (start, end) = (start.into(), end.into());
-        check_range(&start, &end)?;
-        check_limit(limit)?;
-        let limit = limit as usize;
-        let mut out = Vec::new();
-        if !end.is_empty() && start == end {
-            return Ok(out);
-        }
-        let mut op = self.op("scan", Kind::Read, &start);
-        let mut cursor = start;
-        loop {
-            let want = (limit - out.len()) as u32;
-            let make = |r: &Region| RawCommand::Scan {
-                start_key: cursor.clone(),
-                end_key: clip_end(r, &end),
-                limit: want,
-                reverse: false,
-                key_only: false,
-            };
-            let (region, resp) = self.run(&mut op, Target::Key(&cursor), make).await?;
-            match resp {
-                RawResponse::Pairs(pairs) => out.extend(pairs),
-                other => return Err(op.unexpected(&other)),
-            }
-            if out.len() >= limit {
-                out.truncate(limit);
-                return Ok(out);
-            }
-            match next_start(&region, &end) {
-                Some(next) => cursor = next,
-                None => return Ok(out),
-            }
-        }
+        self.scan_regions(start.into(), end.into(), limit, false).await
     }
 
     /// At most `limit` pairs with keys in `[start, end)` in descending order, starting from
@@ -498,7 +466,13 @@ impl RawClient {
         end: impl Into<Vec<u8>>,
         limit: u32,
     ) -> Result<Vec<KvPair>> {
-        let (start, end) = (start.into(), end.into());
+        self.scan_regions(start.into(), end.into(), limit, true).await
+    }
+
+    /// The walk behind [`RawClient::scan`] and [`RawClient::scan_reverse`]: region by region,
+    /// the part of `[start, end)` not yet read shrinks from its low end (ascending) or from
+    /// its high end (`reverse`) until `limit` pairs are in or the range is done.
+    async fn scan_regions(&self, start: Vec<u8>, end: Vec<u8>, limit: u32, reverse: bool) -> Result<Vec<KvPair>> {
         check_range(&start, &end)?;
         check_limit(limit)?;
         let limit = limit as usize;
@@ -506,18 +480,20 @@ impl RawClient {
         if !end.is_empty() && start == end {
             return Ok(out);
         }
-        let mut op = self.op("scan_reverse", Kind::Read, &end);
-        let mut upper = end;
+        let mut op =
+            if reverse { self.op("scan_reverse", Kind::Read, &end) } else { self.op("scan", Kind::Read, &start) };
+        let (mut lower, mut upper) = (start, end);
         loop {
             let want = (limit - out.len()) as u32;
             let make = |r: &Region| RawCommand::Scan {
-                start_key: clip_start(r, &start),
-                end_key: if upper.is_empty() { r.end_key.clone() } else { upper.clone() },
+                start_key: clip_start(r, &lower),
+                end_key: clip_end(r, &upper),
                 limit: want,
-                reverse: true,
+                reverse,
                 key_only: false,
             };
-            let (region, resp) = self.run(&mut op, Target::Before { end: &upper, floor: &start }, make).await?;
+            let target = if reverse { Target::Before { end: &upper, floor: &lower } } else { Target::Key(&lower) };
+            let (region, resp) = self.run(&mut op, target, make).await?;
             match resp {
                 RawResponse::Pairs(pairs) => out.extend(pairs),
                 other => return Err(op.unexpected(&other)),
@@ -526,10 +502,17 @@ impl RawClient {
                 out.truncate(limit);
                 return Ok(out);
             }
-            if region.start_key.is_empty() || region.start_key <= start {
-                return Ok(out);
+            if reverse {
+                if region.start_key.is_empty() || region.start_key <= lower {
+                    return Ok(out);
+                }
+                upper = region.start_key;
+            } else {
+                match next_start(&region, &upper) {
+                    Some(next) => lower = next,
+                    None => return Ok(out),
+                }
             }
-            upper = region.start_key;
         }
     }
 

@@ -46,11 +46,19 @@ pub fn delete_range_requests(start: Vec<u8>, end: Vec<u8>) -> [Request; 2] {
     ]
 }
 
+/// What one step of the TTL purge found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PurgeStep {
+    /// Expired keys, ascending.
+    pub keys: Vec<Vec<u8>>,
+    /// Where the next step starts (`None`: the range is done).
+    pub next: Option<Vec<u8>>,
+}
+
 /// One step of the TTL purge over `[start, end)` of the raw key space (empty end:
 /// unbounded): the keys whose expiry is at or before `now_ms`, looking at no more than
-/// `scan_max` expiries and returning no more than `keys_max` keys. Also returns where the
-/// next step starts (`None`: the range is done), so a region full of expiries is covered
-/// in bounded steps.
+/// `scan_max` expiries and returning no more than `keys_max` keys, and where the next step
+/// starts, so a region full of expiries is covered in bounded steps.
 pub fn expired_keys(
     snapshot: &dyn Snapshot,
     start: &[u8],
@@ -58,19 +66,19 @@ pub fn expired_keys(
     now_ms: u64,
     scan_max: usize,
     keys_max: usize,
-) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>), String> {
+) -> Result<PurgeStep, String> {
     let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
     let mut keys = Vec::new();
     for (scanned, item) in snapshot.iter(CfName::RawTtl, Bound::Included(start), upper, false).enumerate() {
         let (key, value) = item.map_err(|e| e.to_string())?;
         if scanned == scan_max || keys.len() == keys_max {
-            return Ok((keys, Some(key)));
+            return Ok(PurgeStep { keys, next: Some(key) });
         }
         if is_expired(decode_expiry(&value)?, now_ms) {
             keys.push(key);
         }
     }
-    Ok((keys, None))
+    Ok(PurgeStep { keys, next: None })
 }
 
 #[cfg(test)]
@@ -105,7 +113,8 @@ mod tests {
         engine.write(b, WriteOptions::SYNC).unwrap();
         let snap = engine.snapshot();
         let step = |start: &[u8], end: &[u8], scan_max, keys_max| {
-            expired_keys(&*snap, start, end, 100, scan_max, keys_max).unwrap()
+            let found = expired_keys(&*snap, start, end, 100, scan_max, keys_max).unwrap();
+            (found.keys, found.next)
         };
         let keys = |names: &[&str]| names.iter().map(|n| n.as_bytes().to_vec()).collect::<Vec<_>>();
 

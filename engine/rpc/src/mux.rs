@@ -29,17 +29,8 @@ where
     H: Fn(Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::spawn(route(stream, peer, handler.clone(), http2.clone()));
-            }
-            Err(err) => {
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    crate::server::accept_forever(listener, move |stream, peer| route(stream, peer, handler.clone(), http2.clone()))
+        .await
 }
 
 async fn route<Req, Resp, H, F>(stream: TcpStream, peer: SocketAddr, handler: H, http2: mpsc::Sender<TcpStream>)

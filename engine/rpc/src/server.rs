@@ -34,14 +34,27 @@ where
     H: Fn(Req) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Resp> + Send + 'static,
 {
+    accept_forever(listener, move |stream, peer| serve_connection(stream, peer, handler.clone())).await
+}
+
+/// Pause after a failed accept (out of file descriptors, say) before accepting again.
+const ACCEPT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The accept loop of [`serve`] and `serve_mux`: spawns `serve(stream, peer)` for every
+/// connection `listener` accepts, forever; a failed accept is logged and retried.
+pub(crate) async fn accept_forever<S, F>(listener: TcpListener, serve: S)
+where
+    S: Fn(TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(stream, peer, handler.clone()));
+                tokio::spawn(serve(stream, peer));
             }
             Err(err) => {
                 tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(ACCEPT_RETRY_INTERVAL).await;
             }
         }
     }

@@ -9,7 +9,7 @@
 //! delete keeps the replicas identical.)
 
 use keel_raftstore::cmd::{CmdBody, Request};
-use keel_raftstore::raw_ttl::expired_keys;
+use keel_raftstore::raw_ttl::{expired_keys, PurgeStep};
 use keel_raftstore::{region_bounds, RegionStatus, StoreHandle};
 use keel_storage::{CfName, Engine};
 use keel_types::proto::store::Context;
@@ -77,7 +77,7 @@ async fn purge_region(
     let now_ms = clock.now_ms();
     let found = expired_keys(&*engine.snapshot(), &from, &end, now_ms, cfg.scan_entries_max, cfg.keys_max);
     let keys = match found {
-        Ok((keys, next)) => {
+        Ok(PurgeStep { keys, next }) => {
             match next {
                 Some(next) => cursors.insert(region.id, next),
                 None => cursors.remove(&region.id),

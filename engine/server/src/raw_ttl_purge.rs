@@ -29,9 +29,10 @@ pub struct PurgeConfig {
 }
 
 impl PurgeConfig {
-    /// Production pacing: a region's expired keys go within a few rounds of half a minute.
+    /// Production pacing: up to ~100 expired keys a second per region, each round one raft
+    /// command of at most 1024 deletes (~tens of KiB) per region.
     pub fn production() -> PurgeConfig {
-        PurgeConfig { interval: Duration::from_secs(30), scan_entries_max: 4096, keys_max: 256 }
+        PurgeConfig { interval: Duration::from_secs(10), scan_entries_max: 16_384, keys_max: 1024 }
     }
 
     /// The simulator's: frequent rounds and small batches, so resuming mid-region happens.

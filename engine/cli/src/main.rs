@@ -151,6 +151,11 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
+/// mimalloc instead of glibc malloc: the hot paths allocate many small, short-lived buffers
+/// (frames, keys, values, raft entries) on one thread and free them on another.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

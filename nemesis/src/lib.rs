@@ -275,62 +275,85 @@ fn fits(fault: &Fault, active: &[Active], stores: &[String], max_impaired: usize
 }
 
 async fn apply_all(target: &mut dyn Target, actions: &[Action], clogged: &mut BTreeMap<(String, String), u32>) {
-    for action in actions {
-        match action {
-            Action::Kill(node, seed) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                target.kill(node, &mut rng as &mut dyn RngCore);
+    let mut rest = actions;
+    while !rest.is_empty() {
+        // A run of splits goes to the target at once (it may run them in parallel).
+        let splits: Vec<Vec<u8>> = rest
+            .iter()
+            .map_while(|a| match a {
+                Action::Split(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        if splits.is_empty() {
+            apply_one(target, &rest[0], clogged).await;
+            rest = &rest[1..];
+        } else {
+            rest = &rest[splits.len()..];
+            apply_splits(target, splits).await;
+        }
+    }
+}
+
+async fn apply_splits(target: &mut dyn Target, keys: Vec<Vec<u8>>) {
+    let results = target.split_regions(keys.clone()).await;
+    for (key, result) in keys.iter().zip(results) {
+        trace_event!("nemesis.split", "{key:?} {result:?}");
+    }
+}
+
+async fn apply_one(target: &mut dyn Target, action: &Action, clogged: &mut BTreeMap<(String, String), u32>) {
+    match action {
+        Action::Kill(node, seed) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+            target.kill(node, &mut rng as &mut dyn RngCore);
+        }
+        Action::Restart(node) => target.restart(node),
+        Action::Pause(node) => target.pause(node),
+        Action::Resume(node) => target.resume(node),
+        Action::Cut(links) => {
+            for (a, b) in links {
+                let n = clogged.entry((a.clone(), b.clone())).or_default();
+                *n += 1;
+                if *n == 1 {
+                    target.clog_link(a, b);
+                }
             }
-            Action::Restart(node) => target.restart(node),
-            Action::Pause(node) => target.pause(node),
-            Action::Resume(node) => target.resume(node),
-            Action::Cut(links) => {
-                for (a, b) in links {
-                    let n = clogged.entry((a.clone(), b.clone())).or_default();
-                    *n += 1;
-                    if *n == 1 {
-                        target.clog_link(a, b);
+        }
+        Action::Uncut(links) => {
+            for (a, b) in links {
+                let key = (a.clone(), b.clone());
+                if let Some(n) = clogged.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        clogged.remove(&key);
+                        target.unclog_link(a, b);
                     }
                 }
             }
-            Action::Uncut(links) => {
-                for (a, b) in links {
-                    let key = (a.clone(), b.clone());
-                    if let Some(n) = clogged.get_mut(&key) {
-                        *n -= 1;
-                        if *n == 0 {
-                            clogged.remove(&key);
-                            target.unclog_link(a, b);
-                        }
-                    }
-                }
-            }
-            Action::Loss(rate) => target.set_packet_loss(*rate),
-            Action::Latency(range) => target.set_latency(range.clone()),
-            Action::Clock(node, offset) => target.set_clock_offset(node, *offset),
-            Action::FailSync(node) => target.fail_next_sync(node),
-            Action::SlowSync(node, stall) => target.set_slow_sync(node, *stall),
-            Action::ReplaceCorruptDisk(node) => {
-                let replaced = target.replace_disk_if_corrupt(node);
-                trace_event!("nemesis.disk_check", "{node} replaced={replaced}");
-            }
-            Action::Corrupt(node, seed) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(*seed);
-                let hit = target.corrupt_value(node, &mut rng as &mut dyn RngCore);
-                trace_event!("nemesis.corrupt", "{node} {hit:?}");
-            }
-            Action::Split(key) => {
-                let result = target.split_region(key.clone()).await;
-                trace_event!("nemesis.split", "{key:?} {result:?}");
-            }
-            Action::TransferLeader(key, seed) => {
-                let result = target.transfer_leader(key.clone(), *seed).await;
-                trace_event!("nemesis.transfer_leader", "{key:?} {result:?}");
-            }
-            Action::ChangeMembership(key, seed) => {
-                let result = target.change_membership(key.clone(), *seed).await;
-                trace_event!("nemesis.membership", "{key:?} {result:?}");
-            }
+        }
+        Action::Loss(rate) => target.set_packet_loss(*rate),
+        Action::Latency(range) => target.set_latency(range.clone()),
+        Action::Clock(node, offset) => target.set_clock_offset(node, *offset),
+        Action::FailSync(node) => target.fail_next_sync(node),
+        Action::SlowSync(node, stall) => target.set_slow_sync(node, *stall),
+        Action::ReplaceCorruptDisk(node) => {
+            let replaced = target.replace_disk_if_corrupt(node);
+            trace_event!("nemesis.disk_check", "{node} replaced={replaced}");
+        }
+        Action::Corrupt(node, seed) => {
+            let mut rng = ChaCha8Rng::seed_from_u64(*seed);
+            let hit = target.corrupt_value(node, &mut rng as &mut dyn RngCore);
+            trace_event!("nemesis.corrupt", "{node} {hit:?}");
+        }
+        Action::Split(key) => apply_splits(target, vec![key.clone()]).await,
+        Action::TransferLeader(key, seed) => {
+            let result = target.transfer_leader(key.clone(), *seed).await;
+            trace_event!("nemesis.transfer_leader", "{key:?} {result:?}");
+        }
+        Action::ChangeMembership(key, seed) => {
+            let result = target.change_membership(key.clone(), *seed).await;
+            trace_event!("nemesis.membership", "{key:?} {result:?}");
         }
     }
 }

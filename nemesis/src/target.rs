@@ -16,7 +16,7 @@ pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub enum Capability {
     /// Find the store that leads the region of a key ([`Target::region_leader`]).
     RegionLeader,
-    /// Split a region at a key ([`Target::split_region`]).
+    /// Split a region at a key ([`Target::split_regions`]).
     Split,
     /// Hand a region's leadership to another replica ([`Target::transfer_leader`]).
     TransferLeader,
@@ -103,10 +103,11 @@ pub trait Target {
         let _ = key;
         Box::pin(async { None })
     }
-    /// Splits the region holding `key` at `key`.
-    fn split_region<'a>(&'a mut self, key: Vec<u8>) -> LocalFuture<'a, Result<(), String>> {
-        let _ = key;
-        Box::pin(async { Err("split is not supported".to_string()) })
+    /// Splits the region holding each key at that key, several at once if the target can
+    /// (a storm's splits are independent); one result per key, in the order of `keys`.
+    fn split_regions<'a>(&'a mut self, keys: Vec<Vec<u8>>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        let n = keys.len();
+        Box::pin(async move { vec![Err("split is not supported".to_string()); n] })
     }
     /// Moves the leadership of `key`'s region to another voter (`seed` picks which).
     fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {

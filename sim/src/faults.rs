@@ -6,12 +6,13 @@
 //! options before a run ([`set_options`]) and reads the report after it ([`take_report`]).
 
 use crate::cluster::Cluster;
+use futures::StreamExt;
 use keel_client::PdClient;
 use keel_nemesis::{Capability, LocalFuture, NemesisConfig, Report, Target};
 use keel_rpc::RpcClient;
 use keel_types::proto::pd::{ManualOperator, StoreState};
-use keel_types::proto::store::{Context, StoreRequest, StoreResponse, StoreResult};
-use keel_types::{Peer, PeerRole, StoreId};
+use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
+use keel_types::{Peer, PeerRole, Region, RegionError, StoreId};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,10 +25,14 @@ use tokio::time::Instant;
 const HELPER: &str = "nemesis";
 /// Bound on one leader lookup or split call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// Rounds of asking a region's peers to split before giving up.
-const SPLIT_ATTEMPTS: u32 = 3;
-/// Pause before the n-th further round (multiplied by n).
-const SPLIT_RETRY_GAP: Duration = Duration::from_millis(400);
+/// Bound on one split, retries included.
+const SPLIT_DEADLINE: Duration = Duration::from_secs(2);
+/// Pause before asking PD again when its answer led to no leader.
+const SPLIT_RETRY_GAP: Duration = Duration::from_millis(200);
+/// Stores one split asks, following redirects, before it asks PD again.
+const SPLIT_HOPS_MAX: usize = 6;
+/// Splits of one storm in flight at once.
+const SPLITS_IN_FLIGHT_MAX: usize = 8;
 /// Bound on everything one nemesis action asks of PD and the stores.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -124,33 +129,88 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
     tokio::time::timeout(CALL_TIMEOUT, lookup).await.ok().flatten()
 }
 
-/// Splits the region of `key` at `key`: asks the leader PD knows first, then the region's
-/// other peers (PD may not know the leader, e.g. after a restart behind a partition), and
-/// tries again shortly while the region is settling (a fresh split half electing its
-/// leader answers "region not found" or "not leader" for a moment).
+/// Splits the region of `key` at `key`, done when `key` starts a region (a key that already
+/// does is not split again). Starts at the leader PD knows (or any peer), follows the leader a
+/// NotLeader names and the current region an EpochNotMatch carries, tries the region's other
+/// peers when one has no leader or no replica, and asks PD again (after a short pause) only
+/// when its answer led nowhere. Gives up after [`SPLIT_DEADLINE`]: behind a partition, a
+/// leaderless half stays leaderless, and a storm must not hang on it.
 pub(crate) async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
     let pd = PdClient::new(vec![pd_addr]);
-    let mut last = String::new();
-    for attempt in 0..SPLIT_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(SPLIT_RETRY_GAP * attempt).await;
-        }
+    let deadline = Instant::now() + SPLIT_DEADLINE;
+    let mut last = String::from("no attempt made");
+    while Instant::now() < deadline {
         let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
-        let mut peers = info.region.peers.clone();
-        peers.sort_by_key(|p| Some(p.id) != info.leader.map(|l| l.id));
-        for peer in peers {
-            let Ok(Some(store)) = pd.get_store(peer.store_id).await else { continue };
-            let ctx = Context { region_id: info.region.id, region_epoch: info.region.epoch, peer: Some(peer) };
-            let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(store.address);
-            match client.call(StoreRequest::SplitRegion { ctx, key: key.clone() }, CALL_TIMEOUT).await {
-                Ok(Ok(StoreResponse::Split(_))) => return Ok(()),
-                Ok(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(e) => last = e.to_string(),
+        match split_from(&pd, info.region, info.leader, &key, deadline).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(SPLIT_RETRY_GAP).await;
+    }
+    Err(last)
+}
+
+/// One round of [`split_at`] from PD's answer `region` (led by `leader`, if PD knows).
+async fn split_from(
+    pd: &PdClient,
+    mut region: Region,
+    leader: Option<Peer>,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut untried: Vec<Peer> = region.peers.clone();
+    let mut next = leader.or_else(|| untried.first().copied());
+    let mut last = String::from("no peer to ask");
+    for _ in 0..SPLIT_HOPS_MAX {
+        if region.start_key == key {
+            return Ok(());
+        }
+        let Some(peer) = next.take() else { break };
+        untried.retain(|p| p.id != peer.id);
+        let Ok(Some(store)) = pd.get_store(peer.store_id).await else {
+            next = untried.first().copied();
+            continue;
+        };
+        let ctx = Context { region_id: region.id, region_epoch: region.epoch, peer: Some(peer) };
+        let client: RpcClient<StoreRequest, StoreResult> = RpcClient::new(store.address);
+        let timeout = deadline.saturating_duration_since(Instant::now()).min(CALL_TIMEOUT);
+        match client.call(StoreRequest::SplitRegion { ctx, key: key.to_vec() }, timeout).await {
+            Ok(Ok(StoreResponse::Split(_))) => return Ok(()),
+            Ok(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+            Ok(Err(StoreError::Region(RegionError::NotLeader { leader: Some(l), .. }))) if l.id != peer.id => {
+                last = format!("region {}: not leader, redirected to peer {}", region.id, l.id);
+                next = Some(l);
+            }
+            // The region moved on since PD looked (a split or membership change): carry on
+            // with the current region that holds the key, at the store that answered.
+            Ok(Err(StoreError::Region(RegionError::EpochNotMatch { current_regions }))) => {
+                let Some(current) = current_regions.into_iter().find(|r| r.contains(key)) else {
+                    return Err("epoch not match without the key's region".into());
+                };
+                next = current.peer_on_store(peer.store_id).copied();
+                untried = current.peers.clone();
+                region = current;
+                last = format!("region {}: epoch moved on", region.id);
+            }
+            Ok(Err(e @ StoreError::Invalid(_))) => return Err(e.to_string()),
+            Ok(Err(e)) => {
+                last = e.to_string();
+                next = untried.first().copied();
+            }
+            Err(e) => {
+                last = e.to_string();
+                next = untried.first().copied();
             }
         }
     }
     Err(last)
+}
+
+/// Runs [`split_at`] for every key with at most [`SPLITS_IN_FLIGHT_MAX`] in flight, so a
+/// storm's splits that wait on a leaderless region do not hold up the others. Results come
+/// back in the order of `keys`.
+pub(crate) async fn split_all(pd_addr: String, keys: Vec<Vec<u8>>) -> Vec<Result<(), String>> {
+    futures::stream::iter(keys).map(|key| split_at(pd_addr.clone(), key)).buffered(SPLITS_IN_FLIGHT_MAX).collect().await
 }
 
 impl Target for SimTarget<'_> {
@@ -288,8 +348,12 @@ impl Target for SimTarget<'_> {
         })
     }
 
-    fn split_region<'a>(&'a mut self, key: Vec<u8>) -> LocalFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.on_helper(move |pd_addr| split_at(pd_addr, key)).await })
+    fn split_regions<'a>(&'a mut self, keys: Vec<Vec<u8>>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(async move {
+            let n = keys.len();
+            let all = self.on_helper_with(SPLIT_DEADLINE * n as u32, move |pd_addr| split_all(pd_addr, keys)).await;
+            all.unwrap_or_else(|e| vec![Err(e); n])
+        })
     }
 
     fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
@@ -343,12 +407,22 @@ impl SimTarget<'_> {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
     {
+        self.on_helper_with(ACTION_TIMEOUT, call).await?
+    }
+
+    /// Runs a call against PD on the helper node, bounded by `limit`.
+    async fn on_helper_with<F, Fut, T>(&mut self, limit: Duration, call: F) -> Result<T, String>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
         self.helper().ok_or("no PD to ask")?;
         let pd_addr = self.cluster.roles().pd_addr.clone().ok_or("no PD address")?;
-        let bounded = tokio::time::timeout(ACTION_TIMEOUT, call(pd_addr));
+        let bounded = tokio::time::timeout(limit, call(pd_addr));
         match self.cluster.spawn_on(HELPER, bounded).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(format!("no answer within {ACTION_TIMEOUT:?}")),
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) => Err(format!("no answer within {limit:?}")),
             Err(e) => Err(format!("helper task: {e}")),
         }
     }

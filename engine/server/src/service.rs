@@ -64,6 +64,10 @@ async fn split(store: &StoreHandle, pd: &PdClient, ctx: Context, key: Vec<u8>) -
         }
         other => other?,
     };
+    // Already split there (a retry, or a second `keel ctl split` of the same key): done.
+    if view.region.start_key == key {
+        return Ok(StoreResponse::Split(vec![view.region]));
+    }
     split_region(store, pd, view.region, key).await.map(StoreResponse::Split)
 }
 

@@ -210,7 +210,17 @@ async fn split_from(
 /// storm's splits that wait on a leaderless region do not hold up the others. Results come
 /// back in the order of `keys`.
 pub(crate) async fn split_all(pd_addr: String, keys: Vec<Vec<u8>>) -> Vec<Result<(), String>> {
-    futures::stream::iter(keys).map(|key| split_at(pd_addr.clone(), key)).buffered(SPLITS_IN_FLIGHT_MAX).collect().await
+    futures::stream::iter(keys)
+        .map(|key| async {
+            // PD itself may be down: its client's own retries must not stretch the split.
+            match tokio::time::timeout(SPLIT_DEADLINE, split_at(pd_addr.clone(), key)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no split within {SPLIT_DEADLINE:?}")),
+            }
+        })
+        .buffered(SPLITS_IN_FLIGHT_MAX)
+        .collect()
+        .await
 }
 
 impl Target for SimTarget<'_> {

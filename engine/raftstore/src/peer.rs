@@ -41,8 +41,10 @@ pub struct ApplyEffects {
     pub replies: Vec<(ProposeReply, Result<CmdResult, StoreError>)>,
     /// Regions created by splits applied in this round: (new region, campaign now).
     pub created: Vec<(Region, bool)>,
-    /// Regions whose range or epoch changed (to report to PD).
-    pub changed: Vec<Region>,
+    /// Splits applied in this round: (left, right), to report to PD.
+    pub splits: Vec<(Region, Region)>,
+    /// Regions whose membership changed in this round (their leaders tell PD at once).
+    pub conf_changed: Vec<RegionId>,
     /// Regions whose replica on this store was removed by a membership change.
     pub destroyed: Vec<RegionId>,
 }
@@ -66,6 +68,9 @@ pub struct Peer {
     last_message_tick: u64,
     /// The region's size as last measured by the split check (reported in heartbeats).
     pub stats: keel_storage::RangeStats,
+    /// Peers the last heartbeat to PD reported pending: when one catches up, the leader
+    /// tells PD at once (PD promotes a learner only once it is no longer pending).
+    pub reported_pending: Vec<u64>,
 }
 
 impl Peer {
@@ -112,6 +117,7 @@ impl Peer {
             last_heard: BTreeMap::new(),
             last_message_tick: 0,
             stats: keel_storage::RangeStats::default(),
+            reported_pending: Vec::new(),
         })
     }
 
@@ -417,7 +423,7 @@ impl Peer {
                     let right = regions[1].clone();
                     PeerStorage::write_initial_state(batch, &right);
                     effects.created.push((right, was_leader));
-                    effects.changed.extend(regions.iter().cloned());
+                    effects.splits.push((regions[0].clone(), regions[1].clone()));
                 }
                 Ok(Some(outcome))
             }
@@ -466,7 +472,7 @@ impl Peer {
             // A new peer is silent until it has been created and caught up; it is not down.
             self.last_heard.insert(cmd.peer.id, self.ticks);
         }
-        effects.changed.push(region.clone());
+        effects.conf_changed.push(region.id);
         if cmd.kind == ConfChangeKind::RemovePeer && cmd.peer.id == self.meta.id {
             effects.destroyed.push(region.id);
         }

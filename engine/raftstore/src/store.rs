@@ -515,7 +515,11 @@ impl Store {
             peer.raw.tick();
             peer.ticks += 1;
             peer.expire_reads(self.cfg.election_ticks as u64 * 2);
-            if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
+            // Periodically, and as soon as a peer the last heartbeat called pending has caught
+            // up (TiKV: any_new_peer_catch_up), so PD can promote a learner without waiting.
+            if peer.is_leader()
+                && (peer.ticks % self.cfg.pd_heartbeat_ticks == 0 || caught_up(peer, &peer.reported_pending))
+            {
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
             if !peer.is_leader()
@@ -702,11 +706,18 @@ impl Store {
             }
             self.peers.insert(region.id, peer);
         }
-        for region in effects.changed.chunks(2) {
-            if let [left, right] = region {
-                if self.peers.get(&left.id).is_some_and(Peer::is_leader) {
-                    self.pd.report_split(left.clone(), right.clone());
-                }
+        for (left, right) in effects.splits {
+            if self.peers.get(&left.id).is_some_and(Peer::is_leader) {
+                self.pd.report_split(left, right);
+            }
+        }
+        // A leader tells PD of a membership change at once (as TiKV's does), so the next
+        // step of PD's operator (promote the learner, remove the old peer) need not wait for
+        // the next periodic heartbeat: repairing many regions went at one step per two
+        // heartbeat intervals (scan seed 176: 192 regions left at two voters).
+        for region_id in effects.conf_changed {
+            if let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) {
+                self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
         }
         if !effects.destroyed.is_empty() {
@@ -717,7 +728,7 @@ impl Store {
         }
         // A new leader tells PD at once, so clients find it without waiting for a tick.
         for region_id in new_leaders {
-            if let Some(peer) = self.peers.get(&region_id).filter(|p| p.is_leader()) {
+            if let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) {
                 self.pd.became_leader(peer.region());
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
@@ -796,9 +807,20 @@ impl Store {
 /// Entries a follower may lag the commit index before PD counts it as pending.
 const PENDING_LAG_MAX: u64 = 64;
 
-fn heartbeat(peer: &Peer, cfg: &StoreConfig) -> RegionHeartbeat {
+/// True when a peer in `reported` (pending at the last heartbeat) is no longer pending.
+fn caught_up(peer: &Peer, reported: &[u64]) -> bool {
+    !reported.is_empty() && {
+        let now: Vec<u64> = peer.pending_peers(PENDING_LAG_MAX).iter().map(|p| p.id).collect();
+        reported.iter().any(|id| !now.contains(id))
+    }
+}
+
+/// The leader's heartbeat to PD; remembers which peers it reported pending.
+fn heartbeat(peer: &mut Peer, cfg: &StoreConfig) -> RegionHeartbeat {
     let stats = peer.stats;
     let tick_ms = cfg.tick_interval.as_millis().max(1) as u64;
+    let pending_peers = peer.pending_peers(PENDING_LAG_MAX);
+    peer.reported_pending = pending_peers.iter().map(|p| p.id).collect();
     RegionHeartbeat {
         region: peer.region().clone(),
         leader: Some(peer.meta),
@@ -809,7 +831,7 @@ fn heartbeat(peer: &Peer, cfg: &StoreConfig) -> RegionHeartbeat {
             .into_iter()
             .map(|(p, ticks)| (p, ticks * tick_ms / 1000))
             .collect(),
-        pending_peers: peer.pending_peers(PENDING_LAG_MAX),
+        pending_peers,
         approximate_size_bytes: stats.bytes,
         approximate_keys: stats.keys,
         ..Default::default()

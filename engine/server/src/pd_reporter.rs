@@ -10,10 +10,12 @@ use keel_types::proto::pd::RegionHeartbeat;
 use keel_types::{Peer, Region, RegionId};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// Reports queued before new ones are dropped (the next heartbeat repeats the news).
 const QUEUED_REPORTS_MAX: usize = 1024;
+/// Reports sent to PD at once.
+const REPORTS_IN_FLIGHT_MAX: usize = 32;
 
 enum Report {
     Heartbeat(RegionHeartbeat),
@@ -37,35 +39,47 @@ impl PdForwarder {
     /// Starts the forwarding task.
     pub fn start(pd: PdClient, cm: ConcurrencyManager) -> Arc<PdForwarder> {
         let (tx, mut rx) = mpsc::channel(QUEUED_REPORTS_MAX);
-        let forwarder =
-            Arc::new(PdForwarder { tx, pd: pd.clone(), store: OnceLock::new(), splitting: Arc::default(), cm });
+        let forwarder = Arc::new(PdForwarder { tx, pd, store: OnceLock::new(), splitting: Arc::default(), cm });
         let me = forwarder.clone();
         tokio::spawn(async move {
+            // Each report is one PD round trip: sent one at a time, a store with a thousand
+            // leaders fell behind its own heartbeats and dropped split reports, so PD kept
+            // answering with pre-split regions. Several run at once instead.
+            let in_flight = Arc::new(Semaphore::new(REPORTS_IN_FLIGHT_MAX));
             while let Some(report) = rx.recv().await {
-                let result = match report {
-                    Report::Heartbeat(hb) => {
-                        let region_id = hb.region.id;
-                        match pd.region_heartbeat(hb).await {
-                            // PD's scheduling step for this region goes to its leader here.
-                            Ok(Some(op)) => match me.store.get() {
-                                Some(store) => {
-                                    store.operator(region_id, op).await;
-                                    Ok(())
-                                }
-                                None => Ok(()),
-                            },
-                            Ok(None) => Ok(()),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Report::Split(left, right) => pd.report_split(left, right).await,
-                };
-                if let Err(err) = result {
-                    tracing::debug!(%err, "report to pd failed");
-                }
+                let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    me.forward(report).await;
+                    drop(permit);
+                });
             }
         });
         forwarder
+    }
+
+    /// Sends one report to PD (and a heartbeat's scheduling step to the store loop).
+    async fn forward(&self, report: Report) {
+        let result = match report {
+            Report::Heartbeat(hb) => {
+                let region_id = hb.region.id;
+                match self.pd.region_heartbeat(hb).await {
+                    // PD's scheduling step for this region goes to its leader here.
+                    Ok(Some(op)) => {
+                        if let Some(store) = self.store.get() {
+                            store.operator(region_id, op).await;
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Report::Split(left, right) => self.pd.report_split(left, right).await,
+        };
+        if let Err(err) = result {
+            tracing::debug!(%err, "report to pd failed");
+        }
     }
 
     /// Connects the forwarder to the store loop it reports for.

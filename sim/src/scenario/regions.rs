@@ -15,6 +15,8 @@ use tokio::time::sleep;
 const STORES: usize = 3;
 const PHASE: Duration = Duration::from_secs(30);
 const PROCESSES: u64 = 5;
+/// Rounds of pre-splitting: each retries the splits the one before could not land.
+const SPLIT_PASSES: usize = 3;
 
 /// Runs the benchmark.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
@@ -26,13 +28,15 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let pd = pd_addr.clone();
     let failed = cluster
         .spawn_on("loader", async move {
-            let mut failed = 0u64;
-            for i in 1..target {
-                if crate::faults::split_at(pd.clone(), format!("r/{i:07}").into_bytes()).await.is_err() {
-                    failed += 1;
+            let mut keys: Vec<Vec<u8>> = bisection_order(1, target).map(|i| format!("r/{i:07}").into_bytes()).collect();
+            for _ in 0..SPLIT_PASSES {
+                let results = crate::faults::split_all(pd.clone(), keys.clone()).await;
+                keys = keys.into_iter().zip(results).filter(|(_, r)| r.is_err()).map(|(k, _)| k).collect();
+                if keys.is_empty() {
+                    break;
                 }
             }
-            failed
+            keys.len() as u64
         })
         .await
         .unwrap_or(u64::MAX);
@@ -57,6 +61,25 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     ScenarioOutcome { ops: ok + fail + info, regions, violation, history: None }
 }
 
+/// `lo..hi` with each range's midpoint before either half, so the splits in flight at
+/// once mostly fall in different regions (splitting one end first makes every split wait on
+/// the one before it, in the same ever-shrinking region).
+fn bisection_order(lo: usize, hi: usize) -> impl Iterator<Item = usize> {
+    let mut ranges = std::collections::VecDeque::from([(lo, hi)]);
+    std::iter::from_fn(move || {
+        let (lo, hi) = ranges.pop_front()?;
+        let mid = lo + (hi - lo) / 2;
+        if lo < mid {
+            ranges.push_back((lo, mid));
+        }
+        if mid + 1 < hi {
+            ranges.push_back((mid + 1, hi));
+        }
+        Some(mid)
+    })
+    .take(hi.saturating_sub(lo))
+}
+
 /// This process's user + system CPU time so far, milliseconds (0 if /proc is unreadable).
 fn cpu_ms() -> u64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0 };
@@ -74,4 +97,19 @@ fn peak_rss_mb() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bisection_order;
+
+    #[test]
+    fn bisection_order_visits_each_point_once_midpoints_first() {
+        let order: Vec<usize> = bisection_order(1, 8).collect();
+        assert_eq!(order[0], 4);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (1..8).collect::<Vec<_>>());
+        assert_eq!(bisection_order(1, 1).count(), 0);
+    }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use keel_types::codec::{decode, encode};
 use keel_types::trace;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,10 @@ impl RpcError {
     }
 }
 
-type Pending<Resp> = Arc<Mutex<HashMap<u64, oneshot::Sender<Resp>>>>;
+/// Calls awaiting replies, by call id. A BTreeMap, not a HashMap: when the connection drops,
+/// `clear` wakes every waiter, and the wake order must not depend on the process's hash seed
+/// (the simulator re-runs a seed in one process to check determinism).
+type Pending<Resp> = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Resp>>>>;
 
 /// One live connection: a writer queue, the calls awaiting replies, and its two tasks.
 struct Connection<Resp> {

@@ -8,7 +8,6 @@
 #![deny(missing_docs)]
 
 mod error;
-mod lock_backoff;
 mod pd;
 mod raw;
 mod region_cache;

@@ -13,8 +13,10 @@ pub enum Request {
         /// Column family.
         cf: CfName,
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove a key.
@@ -22,6 +24,7 @@ pub enum Request {
         /// Column family.
         cf: CfName,
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Remove `[start, end)` (clipped to the region at apply time; empty end = region end).
@@ -29,8 +32,10 @@ pub enum Request {
         /// Column family.
         cf: CfName,
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
         /// Exclusive end.
+        #[serde(with = "serde_bytes")]
         end: Vec<u8>,
     },
     /// Set `key` to `value` only if its value equals `expected` (`None`: absent). Evaluated
@@ -41,10 +46,13 @@ pub enum Request {
         /// Column family.
         cf: CfName,
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Required current value.
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// New value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// RawKV compare-and-swap, TTL-aware (see [`crate::raw_ttl`]): a key expired at `now_ms`
@@ -52,10 +60,13 @@ pub enum Request {
     /// (`None`: never). `now_ms` is the proposer's clock, so every replica decides alike.
     RawCompareAndSwap {
         /// Raw key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Required current value.
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// New value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// Expiry of the new value.
         expire_ms: Option<u64>,
@@ -114,6 +125,7 @@ pub enum AdminRequest {
     /// `new_region_id` takes `[split_key, end)` with one new peer id per existing peer.
     Split {
         /// First key of the new right region.
+        #[serde(with = "serde_bytes")]
         split_key: Vec<u8>,
         /// Id of the new region.
         new_region_id: RegionId,
@@ -153,6 +165,7 @@ pub enum RequestResult {
         /// True when swapped.
         succeeded: bool,
         /// The value before.
+        #[serde(with = "serde_bytes")]
         previous: Option<Vec<u8>>,
     },
 }

@@ -56,10 +56,38 @@ mod tests {
         assert!(matches!(decode::<(u64, String, Vec<u8>)>(&longer), Err(CodecError::Trailing(1))));
     }
 
+    /// Keys, values and raft payloads are `#[serde(with = "serde_bytes")]` so they decode as
+    /// one block: that must not change a single byte of the encoding, or raft logs and
+    /// records written before would no longer decode.
+    #[test]
+    fn byte_fields_encode_exactly_like_vec_u8() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Plain {
+            key: Vec<u8>,
+            old: Option<Vec<u8>>,
+        }
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Bytes {
+            #[serde(with = "serde_bytes")]
+            key: Vec<u8>,
+            #[serde(with = "serde_bytes")]
+            old: Option<Vec<u8>>,
+        }
+        for (key, old) in [(vec![], None), (vec![0u8, 255, 7], Some(vec![1u8; 300])), (vec![9u8; 200], Some(vec![]))] {
+            let plain = encode(&Plain { key: key.clone(), old: old.clone() }).unwrap();
+            let bytes = encode(&Bytes { key: key.clone(), old: old.clone() }).unwrap();
+            assert_eq!(plain, bytes);
+            assert_eq!(decode::<Bytes>(&plain).unwrap(), Bytes { key, old });
+        }
+    }
+
     #[test]
     fn hostile_length_prefix_does_not_allocate() {
         // 1, then a Vec<u8> claiming u64::MAX elements (varint 0xff + 8 bytes).
         let bytes = [1u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         assert!(decode::<(u64, Vec<u8>)>(&bytes).is_err());
+        #[derive(serde::Deserialize, Debug)]
+        struct Bytes(u64, #[serde(with = "serde_bytes")] Vec<u8>);
+        assert!(decode::<Bytes>(&bytes).is_err());
     }
 }

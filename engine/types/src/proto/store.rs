@@ -31,10 +31,13 @@ pub struct RaftEnvelope {
     pub region_epoch: RegionEpoch,
     /// The sender's region range start, so a receiver that does not know the region yet
     /// can create an uninitialised peer for it.
+    #[serde(with = "serde_bytes")]
     pub start_key: Vec<u8>,
     /// The sender's region range end.
+    #[serde(with = "serde_bytes")]
     pub end_key: Vec<u8>,
     /// Encoded `eraftpb::Message`.
+    #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
 }
 
@@ -44,6 +47,7 @@ pub enum RawCommand {
     /// Read one key.
     Get {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Read many keys (all in the context's region).
@@ -54,8 +58,10 @@ pub enum RawCommand {
     /// Write one key.
     Put {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// Time to live in milliseconds from the write; 0: the key never expires.
         ttl_ms: u64,
@@ -71,6 +77,7 @@ pub enum RawCommand {
     /// Delete one key.
     Delete {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Delete many keys atomically.
@@ -81,15 +88,19 @@ pub enum RawCommand {
     /// Delete every key in `[start_key, end_key)` (clipped to the region by the client).
     DeleteRange {
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start_key: Vec<u8>,
         /// Exclusive end; empty means the region's end.
+        #[serde(with = "serde_bytes")]
         end_key: Vec<u8>,
     },
     /// Keys in `[start_key, end_key)` in order (descending when `reverse`), at most `limit`.
     Scan {
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start_key: Vec<u8>,
         /// Exclusive end; empty means the region's end.
+        #[serde(with = "serde_bytes")]
         end_key: Vec<u8>,
         /// Most pairs returned (1 ..= SCAN_LIMIT_MAX).
         limit: u32,
@@ -102,10 +113,13 @@ pub enum RawCommand {
     /// (`None`: the key must be absent).
     CompareAndSwap {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Required current value (an expired key is absent).
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// New value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// Time to live of the new value in milliseconds; 0: never expires.
         ttl_ms: u64,
@@ -113,6 +127,7 @@ pub enum RawCommand {
     /// The remaining time to live of a key.
     GetKeyTtl {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
 }
@@ -121,7 +136,7 @@ pub enum RawCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RawResponse {
     /// `Get`.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// `BatchGet`: found pairs only, in request order.
     Pairs(Vec<(Vec<u8>, Vec<u8>)>),
     /// A write succeeded.
@@ -131,6 +146,7 @@ pub enum RawResponse {
         /// True when the value was swapped.
         succeeded: bool,
         /// The value before the command.
+        #[serde(with = "serde_bytes")]
         previous: Option<Vec<u8>>,
     },
     /// `GetKeyTtl`: `None` when the key is absent (or expired); `Some(0)` when it never
@@ -162,6 +178,7 @@ pub enum StoreRequest {
         /// Routing context.
         ctx: Context,
         /// Split key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
 }

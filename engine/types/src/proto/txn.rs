@@ -31,8 +31,10 @@ pub struct Mutation {
     /// What to do.
     pub op: MutationOp,
     /// The key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The value (`Put` and `Insert`; empty otherwise).
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -44,6 +46,7 @@ pub enum TxnCommand {
     /// `KeyError::Locked`.
     Get {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Read timestamp.
         start_ts: Timestamp,
@@ -63,8 +66,10 @@ pub enum TxnCommand {
     /// Answer: [`TxnResponse::Pairs`]; locked keys count towards `limit`.
     Scan {
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start_key: Vec<u8>,
         /// Exclusive end; empty means the region's end.
+        #[serde(with = "serde_bytes")]
         end_key: Vec<u8>,
         /// Most entries (pairs plus locks), 1 ..= SCAN_LIMIT_MAX.
         limit: u32,
@@ -82,6 +87,7 @@ pub enum TxnCommand {
         /// The keys and what to do with them (distinct keys, 1 ..= BATCH_KEYS_MAX).
         mutations: Vec<Mutation>,
         /// The transaction's primary key (may live in another region).
+        #[serde(with = "serde_bytes")]
         primary: Vec<u8>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -126,6 +132,7 @@ pub enum TxnCommand {
     /// check). Answer: [`TxnResponse::Cleanup`].
     Cleanup {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -136,6 +143,7 @@ pub enum TxnCommand {
     /// transaction `lock_ts` from its primary key. Answer: [`TxnResponse::TxnStatus`].
     CheckTxnStatus {
         /// The transaction's primary key.
+        #[serde(with = "serde_bytes")]
         primary: Vec<u8>,
         /// The transaction's start timestamp.
         lock_ts: Timestamp,
@@ -175,6 +183,7 @@ pub enum TxnCommand {
     /// shortens). Answer: [`TxnResponse::HeartBeat`].
     TxnHeartBeat {
         /// The transaction's primary key.
+        #[serde(with = "serde_bytes")]
         primary: Vec<u8>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -187,8 +196,10 @@ pub enum TxnCommand {
         /// Only locks of transactions that started at or before this.
         max_ts: Timestamp,
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start_key: Vec<u8>,
         /// Exclusive end; empty means the region's end.
+        #[serde(with = "serde_bytes")]
         end_key: Vec<u8>,
         /// Most locks, 1 ..= SCAN_LIMIT_MAX.
         limit: u32,
@@ -207,8 +218,10 @@ pub enum TxnCommand {
     /// transaction: readers at any timestamp see the keys gone. Answer: [`TxnResponse::Done`].
     DeleteRange {
         /// Inclusive start.
+        #[serde(with = "serde_bytes")]
         start_key: Vec<u8>,
         /// Exclusive end; empty means the region's end.
+        #[serde(with = "serde_bytes")]
         end_key: Vec<u8>,
     },
 }
@@ -265,7 +278,7 @@ pub enum SecondaryLocksStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResponse {
     /// `Get`: the value visible at `start_ts`.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// `BatchGet` / `Scan`: the visible pairs (request order / scan order), and the locks
     /// that hid some keys. If `locks` is not empty, resolve them and read again.
     Pairs {

@@ -19,7 +19,9 @@
 //! (`ResolveLock`), or backs off while the owner is alive. An async-commit primary is
 //! decided by its secondaries (`CheckSecondaryLocks`). A prewrite that meets a lock resolves
 //! it the same way and retries; a live lock or a write conflict ends the commit with
-//! [`ClientError::Conflict`] after rolling the prewritten keys back.
+//! [`ClientError::Conflict`] after rolling the prewritten keys back — unless an earlier
+//! attempt of that prewrite got no answer: for async commit and 1PC it may have committed
+//! the transaction, so the outcome is then unknown.
 //!
 //! # Outcomes
 //! `commit` returns the commit timestamp, or: [`ClientError::Conflict`] (nothing took
@@ -479,6 +481,20 @@ impl TransactionClient {
         bump(&self.counters.locks_resolved);
         self.remember_decided(start_ts, commit_ts);
         Ok(LockFate::Gone)
+    }
+}
+
+/// The error of a prewrite group refused by a store: [`ClientError::Conflict`] (nothing of
+/// the group took effect), unless an earlier attempt of the group got no answer. That
+/// attempt may have locked the keys (async commit: the transaction may then be committed,
+/// by a resolver) or committed them (1PC) before another transaction's lock or write made
+/// the retry fail, so the outcome is unknown (a 2PC commit turns it into a failure: its
+/// primary was never committed).
+fn refusal(op: &Op, reason: String) -> ClientError {
+    if op.unknown {
+        op.error(reason)
+    } else {
+        ClientError::Conflict(reason)
     }
 }
 
@@ -983,7 +999,7 @@ impl Transaction {
                     match err {
                         KeyError::Locked { lock } => locks.push(lock),
                         KeyError::WriteConflict { .. } | KeyError::RolledBack { .. } | KeyError::Committed { .. } => {
-                            return Err(ClientError::Conflict(format!("prewrite: {err}")))
+                            return Err(refusal(&op, format!("prewrite: {err}")))
                         }
                         err => return Err(op.error(format!("prewrite: {err}"))),
                     }
@@ -993,11 +1009,14 @@ impl Transaction {
                 let fates = client.resolve_locks(&locks, Timestamp::ZERO).await?;
                 let alive = fates.iter().any(|(_, fate)| *fate != LockFate::Gone);
                 if lock_retries > PREWRITE_LOCK_RETRIES_MAX || (alive && op.remaining() <= backoff) {
-                    return Err(ClientError::Conflict(format!(
-                        "prewrite: key {:?} locked by txn {}",
-                        String::from_utf8_lossy(&locks[0].key),
-                        locks[0].start_ts
-                    )));
+                    return Err(refusal(
+                        &op,
+                        format!(
+                            "prewrite: key {:?} locked by txn {}",
+                            String::from_utf8_lossy(&locks[0].key),
+                            locks[0].start_ts
+                        ),
+                    ));
                 }
                 if alive {
                     bump(&client.counters.lock_waits);

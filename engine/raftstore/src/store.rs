@@ -22,7 +22,7 @@ use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, St
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::StateRole;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -156,7 +156,16 @@ pub struct Store {
     /// Planted bug [`LogPersistedAfterSend`](keel_types::planted::PlantedBug): an earlier
     /// round's log still waits for its sync.
     sync_owed: bool,
+    /// Vote requests for regions this store will create by applying a split it has not
+    /// applied yet (they overlap a region it holds), oldest first, at most
+    /// [`SPLIT_VOTES_HELD_MAX`]: handed to the new replica once the split creates it (TiKV's
+    /// `pending_msgs`). Dropping them left every new region leaderless until its candidate's
+    /// next election timeout (1-2 s in which no command of the range could run).
+    split_votes: VecDeque<RaftEnvelope>,
 }
+
+/// Most vote requests held for replicas a split has yet to create.
+const SPLIT_VOTES_HELD_MAX: usize = 64;
 
 impl Store {
     /// Loads every region peer this store has on disk and returns the loop (to be run with
@@ -182,7 +191,20 @@ impl Store {
         }
         let (tx, rx) = mpsc::channel(cfg.inbox_capacity);
         let handle = StoreHandle { tx, store_id: cfg.store_id };
-        Ok((Store { cfg, engine, peers, transport, pd, rx, overlay: Overlay::default(), sync_owed: false }, handle))
+        Ok((
+            Store {
+                cfg,
+                engine,
+                peers,
+                transport,
+                pd,
+                rx,
+                overlay: Overlay::default(),
+                sync_owed: false,
+                split_votes: VecDeque::new(),
+            },
+            handle,
+        ))
     }
 
     /// Runs the loop until every handle is dropped (Ok) or the disk fails (Err: the node
@@ -487,6 +509,12 @@ impl Store {
                 env.to_peer.id,
                 other.region()
             );
+            if matches!(msg.get_msg_type(), MessageType::MsgRequestVote | MessageType::MsgRequestPreVote) {
+                if self.split_votes.len() >= SPLIT_VOTES_HELD_MAX {
+                    self.split_votes.pop_front();
+                }
+                self.split_votes.push_back(env.clone());
+            }
             return false;
         }
         let storage = PeerStorage::uninitialized(self.engine.clone(), env.region_id);
@@ -705,6 +733,12 @@ impl Store {
                 let _ = peer.raw.campaign();
             }
             self.peers.insert(region.id, peer);
+            let (held, rest) =
+                std::mem::take(&mut self.split_votes).into_iter().partition(|e| e.region_id == region.id);
+            self.split_votes = rest;
+            for env in held {
+                self.on_raft(env);
+            }
         }
         for (left, right) in effects.splits {
             if self.peers.get(&left.id).is_some_and(Peer::is_leader) {

@@ -32,6 +32,11 @@ struct WaitingRead {
     since_tick: u64,
     version: u64,
     reply: ReadReply,
+    /// Whether the read index request went to raft. A leader that has not committed an
+    /// entry of its term yet holds it back: raft-rs drops such a request without a word,
+    /// and the read would wait until it expired (while a transactional command holds its
+    /// latches).
+    sent: bool,
 }
 
 /// Replies and follow-ups that must wait until the round's batch is on disk.
@@ -319,9 +324,24 @@ impl Peer {
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let sent = self.raw.raft.commit_to_current_term();
+        if sent {
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
         let version = self.region().epoch.version;
-        self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, version, reply });
+        self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, version, reply, sent });
+    }
+
+    /// Sends the read index requests held back until this leader committed an entry of its
+    /// term (see [`Peer::read`]). Call before collecting the round's readies.
+    pub fn send_held_reads(&mut self) {
+        if !self.is_leader() || !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        for (ctx, w) in self.waiting_reads.iter_mut().filter(|(_, w)| !w.sent) {
+            w.sent = true;
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
     }
 
     /// Moves confirmed reads (from a ready's read states) to the apply queue.

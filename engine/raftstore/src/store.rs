@@ -596,6 +596,7 @@ impl Store {
         let mut new_leaders = Vec::new();
         self.overlay.clear();
         for (&region_id, peer) in self.peers.iter_mut() {
+            peer.send_held_reads();
             if !peer.raw.has_ready() {
                 continue;
             }

@@ -129,6 +129,7 @@ fn request(h: &Hostile) -> (StoreRequest, bool) {
                 start_key: vec![],
                 end_key: vec![],
                 message: message.clone(),
+                check: None,
             };
             (StoreRequest::Raft(vec![env]), false)
         }

@@ -24,6 +24,8 @@ pub struct StoreConfig {
     /// A follower silent for this many ticks asks PD whether it is still a member (and
     /// asks again every this many ticks).
     pub stale_peer_check_ticks: u64,
+    /// Ticks between a removed replica's probes of whether its region is past its removal.
+    pub removed_peer_check_ticks: u64,
     /// Ticks between a leader's split checks.
     pub split_check_ticks: u64,
     /// Split a region once its data exceeds this many bytes...
@@ -48,6 +50,7 @@ impl StoreConfig {
             raft_log_gc_threshold: 10_000,
             raft_log_keep_entries: 1_000,
             stale_peer_check_ticks: 600,
+            removed_peer_check_ticks: 10,
             split_check_ticks: 100,
             region_split_size_bytes: 256 * 1024 * 1024,
             region_split_keys: 2_560_000,

@@ -14,6 +14,7 @@ pub mod keys;
 mod peer;
 mod peer_storage;
 pub mod raw_ttl;
+mod removal;
 mod snapshot;
 mod split_check;
 mod store;

@@ -5,6 +5,7 @@ use crate::apply::{apply_cmd, ApplyOutcome, Overlay};
 use crate::cmd::{CmdResult, ConfChangeCmd, ConfChangeKind, RaftCmd};
 use crate::config::StoreConfig;
 use crate::peer_storage::{PeerState, PeerStorage};
+use crate::removal::Removal;
 use crate::ReadView;
 use keel_storage::WriteBatch;
 use keel_types::codec::{decode, encode};
@@ -50,8 +51,6 @@ pub struct ApplyEffects {
     pub splits: Vec<(Region, Region)>,
     /// Regions whose membership changed in this round (their leaders tell PD at once).
     pub conf_changed: Vec<RegionId>,
-    /// Regions whose replica on this store was removed by a membership change.
-    pub destroyed: Vec<RegionId>,
 }
 
 /// A region replica.
@@ -76,6 +75,9 @@ pub struct Peer {
     /// Peers the last heartbeat to PD reported pending: when one catches up, the leader
     /// tells PD at once (PD promotes a learner only once it is no longer pending).
     pub reported_pending: Vec<u64>,
+    /// Set once this replica applied its own removal: it then only votes and acknowledges
+    /// appends until the rest of the region is past the removal (see `removal.rs`).
+    pub removal: Option<Removal>,
 }
 
 impl Peer {
@@ -86,6 +88,15 @@ impl Peer {
             .peer_on_store(cfg.store_id)
             .ok_or_else(|| format!("region {} has no peer on store {}", storage.region.id, cfg.store_id))?;
         Peer::with_meta(cfg, storage, meta)
+    }
+
+    /// A replica that applied its own removal before its store restarted (`meta` is its
+    /// identity: the region no longer lists it).
+    pub fn removed(cfg: &StoreConfig, storage: PeerStorage, meta: PeerMeta) -> Result<Peer, String> {
+        let removal = Removal::new(&storage.region);
+        let mut peer = Peer::with_meta(cfg, storage, meta)?;
+        peer.removal = Some(removal);
+        Ok(peer)
     }
 
     /// A replica created by a message from its region's leader before this store holds any
@@ -123,6 +134,7 @@ impl Peer {
             last_message_tick: 0,
             stats: keel_storage::RangeStats::default(),
             reported_pending: Vec::new(),
+            removal: None,
         })
     }
 
@@ -414,6 +426,11 @@ impl Peer {
             return Ok(());
         }
         for entry in entries {
+            if self.removal.is_some() {
+                // Removed: what follows its removal is no longer this replica's to apply (a
+                // split would create replicas on this store the region no longer places here).
+                break;
+            }
             let outcome = self.apply_entry(&entry, batch, overlay, effects)?;
             self.raw.mut_store().apply_state.applied_index = entry.index;
             self.answer(entry.index, entry.term, outcome, effects);
@@ -487,14 +504,30 @@ impl Peer {
             ConfChangeKind::RemovePeer => r.peers.retain(|p| p.id != cmd.peer.id),
         }
         let region = r.clone();
-        store.stage_region_state(batch, PeerState::Normal);
+        let removed_self = cmd.kind == ConfChangeKind::RemovePeer && cmd.peer.id == self.meta.id;
+        store.stage_region_state(batch, if removed_self { PeerState::Removed(self.meta) } else { PeerState::Normal });
         if cmd.kind == ConfChangeKind::AddLearner {
             // A new peer is silent until it has been created and caught up; it is not down.
             self.last_heard.insert(cmd.peer.id, self.ticks);
         }
         effects.conf_changed.push(region.id);
-        if cmd.kind == ConfChangeKind::RemovePeer && cmd.peer.id == self.meta.id {
-            effects.destroyed.push(region.id);
+        if removed_self {
+            self.removal = Some(Removal::new(&region));
+            if self.is_leader() {
+                // raft-rs lets a leader outside its configuration lead on, refusing every
+                // proposal; stepping down (same term, vote kept) lets the voters elect one
+                // of themselves. PD hands leadership away before removing a leader, so this
+                // only follows a transfer that raced the removal.
+                let term = self.raw.raft.term;
+                self.raw.raft.become_follower(term, raft::INVALID_ID);
+            }
+            trace_event!(
+                "store.removed",
+                "peer {} {} {:?}: votes on until the region is past it",
+                self.meta.id,
+                region.id,
+                region.epoch
+            );
         }
         trace_event!("raft.conf_change", "peer {} {} {:?} {:?}", self.meta.id, region.id, cmd.kind, cmd.peer);
         Ok(Ok(CmdResult::ConfChange(region)))

@@ -57,6 +57,9 @@ pub enum PeerState {
     Normal,
     /// Removed from the region; kept so a stale message cannot recreate it.
     Tombstone,
+    /// This replica (the peer given: the region no longer lists it) applied its own removal
+    /// and keeps voting until the rest of the region has applied it too (see `removal.rs`).
+    Removed(keel_types::Peer),
 }
 
 /// The region as this store knows it, persisted with every change to it.

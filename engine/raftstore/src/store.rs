@@ -17,7 +17,7 @@ use crate::ReadView;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
 use keel_types::proto::pd::{Operator, RegionHeartbeat};
-use keel_types::proto::store::{Context, RaftEnvelope, StoreError};
+use keel_types::proto::store::{Context, PeerCheck, RaftEnvelope, StoreError};
 use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, StoreId};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
@@ -183,11 +183,14 @@ impl Store {
         for (key, _) in metas {
             let Some(region_id) = keys::parse_region_state_key(&key) else { continue };
             let state: RegionLocalState = read(&*engine, &key)?.ok_or("region state vanished")?;
-            if state.state == PeerState::Tombstone {
-                continue;
-            }
-            let storage = PeerStorage::load(engine.clone(), state.region)?;
-            peers.insert(region_id, Peer::new(&cfg, storage)?);
+            let peer = match state.state {
+                PeerState::Tombstone => continue,
+                PeerState::Normal => Peer::new(&cfg, PeerStorage::load(engine.clone(), state.region)?)?,
+                PeerState::Removed(meta) => {
+                    Peer::removed(&cfg, PeerStorage::load(engine.clone(), state.region)?, meta)?
+                }
+            };
+            peers.insert(region_id, peer);
         }
         let (tx, rx) = mpsc::channel(cfg.inbox_capacity);
         let handle = StoreHandle { tx, store_id: cfg.store_id };
@@ -239,7 +242,7 @@ impl Store {
     }
 
     fn check_context(&self, ctx: &Context) -> Result<(), StoreError> {
-        let Some(peer) = self.peers.get(&ctx.region_id).filter(|p| p.is_initialized()) else {
+        let Some(peer) = self.peers.get(&ctx.region_id).filter(|p| p.is_initialized() && p.removal.is_none()) else {
             return Err(RegionError::RegionNotFound { region_id: ctx.region_id }.into());
         };
         if ctx.peer.is_some_and(|p| p.id != peer.meta.id) {
@@ -298,10 +301,13 @@ impl Store {
             }
             StoreMsg::Operator { region_id, op } => self.on_operator(region_id, op),
             StoreMsg::DestroyStale { region_id, peer_id, conf_ver } => {
-                let stale = self
-                    .peers
-                    .get(&region_id)
-                    .is_some_and(|p| p.meta.id == peer_id && !p.is_leader() && p.region().epoch.conf_ver < conf_ver);
+                let stale = self.peers.get(&region_id).is_some_and(|p| {
+                    // A removed replica decides for itself (PD's view is not enough).
+                    p.meta.id == peer_id
+                        && !p.is_leader()
+                        && p.removal.is_none()
+                        && p.region().epoch.conf_ver < conf_ver
+                });
                 if stale {
                     if let Err(e) = self.destroy_peers(&[region_id]) {
                         tracing::error!(%e, "destroying a stale peer failed");
@@ -379,7 +385,11 @@ impl Store {
         peer.propose_conf_change(cmd, self.cfg.election_ticks as u64, reply);
     }
 
-    fn on_raft(&mut self, env: RaftEnvelope) {
+    fn on_raft(&mut self, mut env: RaftEnvelope) {
+        if let Some(check) = env.check.take() {
+            self.on_peer_check(env, check);
+            return;
+        }
         let Ok(msg) = Message::parse_from_bytes(&env.message) else {
             tracing::warn!(region = env.region_id, "undecodable raft message dropped");
             return;
@@ -539,6 +549,7 @@ impl Store {
 
     fn tick(&mut self) -> Result<(), String> {
         let mut gc_batch = WriteBatch::new();
+        let (mut done, mut probes) = (Vec::new(), Vec::new());
         for peer in self.peers.values_mut() {
             peer.raw.tick();
             peer.ticks += 1;
@@ -550,7 +561,15 @@ impl Store {
             {
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
-            if !peer.is_leader()
+            if let Some(removal) = &peer.removal {
+                if peer.ticks % self.cfg.removed_peer_check_ticks == 0 {
+                    if removal.done() {
+                        done.push(peer.region_id());
+                    } else {
+                        probes.extend(removal.waiting_for().into_iter().map(|to| probe(peer, to)));
+                    }
+                }
+            } else if !peer.is_leader()
                 && peer.is_initialized()
                 && peer.silent_ticks() > self.cfg.stale_peer_check_ticks
                 && peer.ticks % self.cfg.stale_peer_check_ticks == 0
@@ -583,7 +602,57 @@ impl Store {
         if !gc_batch.is_empty() {
             self.engine.write(gc_batch, WriteOptions::NO_SYNC).map_err(|e| format!("log gc write failed: {e}"))?;
         }
+        self.send_envelopes(probes);
+        if !done.is_empty() {
+            for region_id in &done {
+                trace_event!(
+                    "store.removed_done",
+                    "s{} {region_id}: the region is past the removal",
+                    self.cfg.store_id
+                );
+            }
+            self.destroy_peers(&done)?;
+        }
         Ok(())
+    }
+
+    /// Answers a removed replica's probe, or takes an answer to this store's.
+    fn on_peer_check(&mut self, env: RaftEnvelope, check: PeerCheck) {
+        match check {
+            PeerCheck::Removed => {
+                let (region, live) = match self.peers.get(&env.region_id) {
+                    Some(p) if p.meta.id == env.to_peer.id && p.is_initialized() => (p.region().clone(), true),
+                    // The asked peer was superseded here by a newer one (ids only grow).
+                    Some(p) if p.meta.id > env.to_peer.id => (p.region().clone(), false),
+                    Some(_) => return,
+                    None => match read::<RegionLocalState>(&*self.engine, &keys::region_state_key(env.region_id)) {
+                        Ok(Some(old)) if old.state == PeerState::Tombstone => (old.region, false),
+                        _ => return,
+                    },
+                };
+                let reply = RaftEnvelope {
+                    region_id: env.region_id,
+                    from_peer: env.to_peer,
+                    to_peer: env.from_peer,
+                    region_epoch: region.epoch,
+                    start_key: region.start_key.clone(),
+                    end_key: region.end_key.clone(),
+                    message: Vec::new(),
+                    check: Some(if live { PeerCheck::Applied(region) } else { PeerCheck::Destroyed(region) }),
+                };
+                self.send_envelopes(vec![reply]);
+            }
+            PeerCheck::Applied(region) => self.on_probe_answer(&env, &region, true),
+            PeerCheck::Destroyed(region) => self.on_probe_answer(&env, &region, false),
+        }
+    }
+
+    fn on_probe_answer(&mut self, env: &RaftEnvelope, region: &Region, live: bool) {
+        let removal =
+            self.peers.get_mut(&env.region_id).filter(|p| p.meta.id == env.to_peer.id).and_then(|p| p.removal.as_mut());
+        if let Some(removal) = removal {
+            removal.heard(env.from_peer.id, region, live);
+        }
     }
 
     /// One round of raft-rs's Ready protocol for every peer, with a single synced write.
@@ -755,9 +824,6 @@ impl Store {
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
         }
-        if !effects.destroyed.is_empty() {
-            self.destroy_peers(&effects.destroyed)?;
-        }
         for peer in self.peers.values_mut() {
             peer.serve_ready_reads();
         }
@@ -815,14 +881,14 @@ impl Store {
     }
 
     fn send_messages(&self, outbox: Vec<(RegionId, Vec<Message>)>) {
-        let mut by_store: BTreeMap<StoreId, Vec<RaftEnvelope>> = BTreeMap::new();
+        let mut envs = Vec::new();
         for (region_id, msgs) in outbox {
             let Some(peer) = self.peers.get(&region_id) else { continue };
             let region = peer.region();
             for msg in msgs {
                 let Some(to) = peer.find_peer(msg.to) else { continue };
                 let message = msg.write_to_bytes().expect("raft message encodes");
-                by_store.entry(to.store_id).or_default().push(RaftEnvelope {
+                envs.push(RaftEnvelope {
                     region_id,
                     from_peer: peer.meta,
                     to_peer: to,
@@ -830,12 +896,37 @@ impl Store {
                     start_key: region.start_key.clone(),
                     end_key: region.end_key.clone(),
                     message,
+                    check: None,
                 });
             }
+        }
+        self.send_envelopes(envs);
+    }
+
+    /// Sends envelopes, one batch per store.
+    fn send_envelopes(&self, envs: Vec<RaftEnvelope>) {
+        let mut by_store: BTreeMap<StoreId, Vec<RaftEnvelope>> = BTreeMap::new();
+        for env in envs {
+            by_store.entry(env.to_peer.store_id).or_default().push(env);
         }
         for (store_id, envs) in by_store {
             self.transport.send(store_id, envs);
         }
+    }
+}
+
+/// A removed replica's question to peer `to` of its region: which configuration it applied.
+fn probe(peer: &Peer, to: keel_types::Peer) -> RaftEnvelope {
+    let region = peer.region();
+    RaftEnvelope {
+        region_id: region.id,
+        from_peer: peer.meta,
+        to_peer: to,
+        region_epoch: region.epoch,
+        start_key: region.start_key.clone(),
+        end_key: region.end_key.clone(),
+        message: Vec::new(),
+        check: Some(PeerCheck::Removed),
     }
 }
 

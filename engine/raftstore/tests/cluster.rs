@@ -1,7 +1,7 @@
 //! Three stores in one simulated process, wired by an in-memory transport: election,
 //! replication, linearizable reads, restart from disk (with torn tails), log truncation and
-//! catch-up by snapshot. Raft is driven by the real store loop, so these are the same code
-//! paths the server runs.
+//! catch-up by snapshot, membership changes. Raft is driven by the real store loop, so these
+//! are the same code paths the server runs.
 #![cfg(madsim)]
 
 use keel_raftstore::cmd::{CmdBody, CmdResult, Request, RequestResult};
@@ -15,18 +15,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Decides whether the network drops a message on its way to a store (true: dropped).
+type Filter = Box<dyn Fn(StoreId, &RaftEnvelope) -> bool + Send>;
+
 #[derive(Default)]
 struct Net {
     handles: Mutex<BTreeMap<StoreId, StoreHandle>>,
     down: Mutex<BTreeSet<StoreId>>,
+    filter: Mutex<Option<Filter>>,
 }
 
 struct LocalTransport(Arc<Net>);
 
 impl Transport for LocalTransport {
-    fn send(&self, to: StoreId, msgs: Vec<RaftEnvelope>) {
+    fn send(&self, to: StoreId, mut msgs: Vec<RaftEnvelope>) {
         if self.0.down.lock().unwrap().contains(&to) {
             return;
+        }
+        if let Some(drop) = self.0.filter.lock().unwrap().as_ref() {
+            msgs.retain(|env| !drop(to, env));
         }
         if let Some(h) = self.0.handles.lock().unwrap().get(&to).cloned() {
             tokio::spawn(async move {
@@ -51,24 +58,29 @@ struct Cluster {
     tasks: BTreeMap<StoreId, tokio::task::JoinHandle<Result<(), String>>>,
 }
 
-fn region() -> Region {
+/// Region 1 over the whole key space with a voter (peer 10 + s) on each of stores 1..=`stores`.
+fn region(stores: u64) -> Region {
     Region {
         id: 1,
         start_key: vec![],
         end_key: vec![],
         epoch: RegionEpoch { conf_ver: 1, version: 1 },
-        peers: (1..=3).map(|s| Peer { id: 10 + s, store_id: s, role: PeerRole::Voter }).collect(),
+        peers: (1..=stores).map(|s| Peer { id: 10 + s, store_id: s, role: PeerRole::Voter }).collect(),
     }
 }
 
 impl Cluster {
     async fn new() -> Cluster {
+        Cluster::with_stores(3).await
+    }
+
+    async fn with_stores(stores: u64) -> Cluster {
         let mut c = Cluster { net: Arc::default(), disks: BTreeMap::new(), tasks: BTreeMap::new() };
-        for s in 1..=3 {
+        for s in 1..=stores {
             c.disks.insert(s, SimEngine::new());
             c.start(s);
             let h = c.handle(s);
-            assert!(h.create_region(region()).await.unwrap());
+            assert!(h.create_region(region(stores)).await.unwrap());
         }
         c
     }
@@ -328,6 +340,116 @@ fn membership_change_moves_a_replica_to_a_new_store_by_snapshot() {
             // The removed store kept nothing of the region.
             let snap = keel_storage::Engine::snapshot(&c.disks[&victim]);
             assert_eq!(snap.scan(CfName::Raw, b"", None, false, usize::MAX).unwrap().len(), 0);
+        });
+    }
+}
+
+/// Swarm seed 247 (repair workload), made deterministic. A region has four voters; the leader
+/// removes one. The removal commits with the acknowledgements of the leader, the removed
+/// replica and the survivors, but only the leader and the removed replica learn that it
+/// committed (the network drops every later message from the leader to the two survivors),
+/// and the removed replica applies its own removal. Then the leader's store dies. The
+/// survivors have the removal in their logs but have not applied it, so they still count
+/// four voters and need three votes: with the removed replica gone the region could never
+/// elect a leader again. A replica that applied its own removal must keep voting (and
+/// acknowledging appends) until every survivor has moved past the removal; here it also
+/// restarts in between, so that state must survive on disk.
+#[test]
+fn a_removed_replica_keeps_the_survivors_of_its_removal_live() {
+    use keel_types::proto::pd::Operator;
+    use protobuf::Message as _;
+    for seed in 1..4 {
+        sim(seed, || async {
+            let mut c = Cluster::with_stores(4).await;
+            for i in 0..20u32 {
+                c.put(format!("k{i}").as_bytes(), &i.to_be_bytes()).await;
+            }
+            wait_until("all four replicas applied everything", || async {
+                let mut applied = BTreeSet::new();
+                for s in 1..=4 {
+                    applied.insert(c.handle(s).status().await[0].applied_index);
+                }
+                applied.len() == 1
+            })
+            .await;
+            let leader = c.leader().await;
+            let committed = c.handle(leader).status().await[0].applied_index;
+            let others: Vec<StoreId> = (1..=4).filter(|s| *s != leader).collect();
+            let (removed, survivors) = (others[0], [others[1], others[2]]);
+            // The survivors get the removal entry (its append carries the old commit index)
+            // but never hear that it committed.
+            *c.net.filter.lock().unwrap() = Some(Box::new(move |to, env| {
+                env.from_peer.store_id == leader
+                    && survivors.contains(&to)
+                    && raft::eraftpb::Message::parse_from_bytes(&env.message).is_ok_and(|m| m.commit > committed)
+            }));
+            let removed_peer = Peer { id: 10 + removed, store_id: removed, role: PeerRole::Voter };
+            c.handle(leader).operator(1, Operator::RemovePeer(removed_peer)).await;
+            let applied_removal = |s: StoreId| {
+                let h = c.handle(s);
+                async move { h.status().await.iter().all(|r| r.region.id != 1 || r.region.peer(10 + removed).is_none()) }
+            };
+            for _ in 0..500 {
+                if applied_removal(removed).await && applied_removal(leader).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(applied_removal(leader).await && applied_removal(removed).await, "the removal never applied");
+            for s in survivors {
+                let status = c.handle(s).status().await;
+                assert_eq!(status[0].region.epoch.conf_ver, 1, "survivor {s} must not have applied the removal");
+            }
+            // The removed replica's store restarts (keeping its writes: an unsynced apply may
+            // be lost, but is then applied again from the log), then the leader's store dies
+            // for good.
+            c.crash(removed, usize::MAX);
+            c.start(removed);
+            let held = c.handle(removed).status().await;
+            assert_eq!(held.len(), 1, "the removed replica is kept");
+            assert_eq!(held[0].region.epoch.conf_ver, 2, "and restarts as removed");
+            assert!(held[0].region.peer(10 + removed).is_none());
+            c.crash(leader, 0);
+            *c.net.filter.lock().unwrap() = None;
+            let start = tokio::time::Instant::now();
+            let new_leader = loop {
+                let mut found = None;
+                for s in survivors {
+                    if c.handle(s).status().await.iter().any(|r| r.region.id == 1 && r.is_leader) {
+                        found = Some(s);
+                    }
+                }
+                if let Some(s) = found {
+                    break s;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "no leader among the survivors {survivors:?} 20 s after the leader died"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            // The new leader committed the removal: the region is the three voters left, and
+            // the two live ones are a quorum of it.
+            wait_until("the survivors apply the removal", || async {
+                let mut done = true;
+                for s in survivors {
+                    done &= c.handle(s).status().await[0].region.epoch.conf_ver == 2;
+                }
+                done
+            })
+            .await;
+            let region = c.handle(new_leader).status().await[0].region.clone();
+            assert_eq!(region.peers.len(), 3);
+            assert!(region.peer(10 + removed).is_none());
+            c.put(b"after", b"v").await;
+            assert_eq!(c.get(b"after").await, Some(b"v".to_vec()));
+            // Nobody can tell what the dead store applied, so the removed replica stays...
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(c.handle(removed).status().await.len(), 1, "removed replica destroyed too early");
+            // ...until it comes back: then every voter is past the removal, and it goes.
+            c.start(leader);
+            wait_until("the removed replica is destroyed", || async { c.handle(removed).status().await.is_empty() })
+                .await;
         });
     }
 }

@@ -36,9 +36,26 @@ pub struct RaftEnvelope {
     /// The sender's region range end.
     #[serde(with = "serde_bytes")]
     pub end_key: Vec<u8>,
-    /// Encoded `eraftpb::Message`.
+    /// Encoded `eraftpb::Message`; empty when `check` is set.
     #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
+    /// A membership question or answer between replicas in place of a raft message (TiKV's
+    /// `ExtraMessage`): raft-rs never sees it.
+    pub check: Option<PeerCheck>,
+}
+
+/// The membership exchange a replica that applied its own removal uses to learn when the
+/// rest of its region no longer needs its vote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerCheck {
+    /// From a removed replica to a peer of its region: "which configuration have you applied?"
+    Removed,
+    /// The answer of the asked replica: its region as it has applied it.
+    Applied(Region),
+    /// The answer of a store where the asked replica no longer lives (destroyed, or
+    /// superseded by a newer peer of the region): the last region it knows there, a hint of
+    /// a newer configuration to ask.
+    Destroyed(Region),
 }
 
 /// A RawKV command. Keys live in the `raw` column family, apart from transactional data.

@@ -4,7 +4,7 @@
 //! nothing that was never added. At the end, a quiet full scan must contain every
 //! acknowledged add and only attempted ones.
 
-use keel_client::RawClient;
+use keel_client::{ClientError, PdClient, RawClient};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -37,13 +37,25 @@ pub struct SetState {
 /// Shared state of a set run.
 pub type SharedSet = Arc<Mutex<SetState>>;
 
+/// A scan that did not complete: where its failing page started, and why it failed.
+#[derive(Debug)]
+pub struct ScanFailure {
+    /// The first key the failing page asked for.
+    pub from: Vec<u8>,
+    /// The client's error for that page.
+    pub error: ClientError,
+}
+
 /// Scans every element, page by page.
-pub async fn scan_all(client: &RawClient) -> Result<Vec<String>, keel_client::ClientError> {
+pub async fn scan_all(client: &RawClient) -> Result<Vec<String>, ScanFailure> {
     let mut out = Vec::new();
     let mut start = PREFIX.as_bytes().to_vec();
     let end = b"set0".to_vec(); // '0' follows '/'
     loop {
-        let page = client.scan(start.clone(), end.clone(), 1000).await?;
+        let page = client
+            .scan(start.clone(), end.clone(), 1000)
+            .await
+            .map_err(|error| ScanFailure { from: start.clone(), error })?;
         let done = page.len() < 1000;
         if let Some((last, _)) = page.last() {
             start = last.clone();
@@ -52,6 +64,35 @@ pub async fn scan_all(client: &RawClient) -> Result<Vec<String>, keel_client::Cl
         out.extend(page.into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()));
         if done {
             return Ok(out);
+        }
+    }
+}
+
+/// The quiet full scan at the end of a run, retried until `deadline`. The cluster is healed
+/// by then, so a scan that still fails is a liveness violation; the error names the keys it
+/// could not read and PD's region for them (an endless retry left a run like swarm seed 247
+/// to die of the global time limit instead).
+pub async fn final_scan(client: &RawClient, pd: &PdClient, deadline: Duration) -> Result<Vec<String>, String> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match scan_all(client).await {
+            Ok(seen) => return Ok(seen),
+            Err(failure) if start.elapsed() >= deadline => {
+                let region = match pd.get_region(&failure.from).await {
+                    Ok(Some(info)) => format!(
+                        "region {} {:?} peers {:?} leader {:?}",
+                        info.region.id, info.region.epoch, info.region.peers, info.leader
+                    ),
+                    Ok(None) => "no region at PD".to_string(),
+                    Err(e) => format!("PD does not answer: {e}"),
+                };
+                return Err(format!(
+                    "liveness violation: the final scan did not complete within {deadline:?}: keys from {:?} ({region}): {}",
+                    String::from_utf8_lossy(&failure.from),
+                    failure.error
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

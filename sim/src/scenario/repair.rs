@@ -12,7 +12,7 @@ use crate::scenario::register::start_cluster;
 use keel_client::{PdClient, RawClient};
 use keel_types::proto::pd::{OperatorStatus, RegionInfo};
 use keel_types::{PeerRole, StoreId};
-use keel_workloads::set::{check_scan, run_process, scan_all, SharedSet};
+use keel_workloads::set::{check_scan, final_scan, run_process, SharedSet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -30,6 +30,9 @@ const REPAIR_DEADLINE: Duration = Duration::from_secs(120);
 const BALANCE_SPREAD_MAX: usize = 3;
 /// ...and leader counts per live store this close.
 const LEADER_SPREAD_MAX: usize = 3;
+/// The final scan (every acknowledged add still there) must complete within this much
+/// simulated time: the cluster is whole by then.
+const FINAL_SCAN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the cluster must stay quiet at the end: no operator running or started, no
 /// region, epoch or leader changed.
 const QUIET_STRETCH: Duration = Duration::from_secs(20);
@@ -96,18 +99,17 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let final_regions = observe(&cluster, &pd).await;
 
     // Every acknowledged add is still there.
-    let (final_state, pd_addr2) = (state.clone(), pd_addr.clone());
+    let (final_state, pd_addr2, pd2) = (state.clone(), pd_addr.clone(), pd.clone());
     let final_violation = cluster
         .spawn_on("observer", async move {
             let client = RawClient::connect(vec![pd_addr2]).await.expect("connect");
-            let seen = loop {
-                match scan_all(&client).await {
-                    Ok(seen) => break seen,
-                    Err(_) => sleep(Duration::from_millis(200)).await,
+            match final_scan(&client, &pd2, FINAL_SCAN_DEADLINE).await {
+                Ok(seen) => {
+                    let s = final_state.lock().unwrap();
+                    check_scan(&s, &seen, &s.acked)
                 }
-            };
-            let s = final_state.lock().unwrap();
-            check_scan(&s, &seen, &s.acked)
+                Err(liveness) => Some(liveness),
+            }
         })
         .await
         .expect("observer task");

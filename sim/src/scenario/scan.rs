@@ -11,11 +11,10 @@ use crate::scenario::register::start_cluster;
 use crate::scenario::register::CONVERGENCE_DEADLINE;
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};
-use keel_workloads::set::{check_scan, run_process, scan_all, set_key, SharedSet};
+use keel_workloads::set::{check_scan, final_scan, run_process, set_key, SharedSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::sleep;
 
 const PROCESSES: u64 = 5;
 const STORES: usize = 3;
@@ -60,17 +59,15 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let (final_violation, regions) = cluster
         .spawn_on("checker", async move {
             let client = RawClient::connect(vec![pd.clone()]).await.expect("connect");
-            let seen = loop {
-                match scan_all(&client).await {
-                    Ok(seen) => break seen,
-                    Err(_) => sleep(Duration::from_millis(200)).await,
+            let pd = PdClient::new(vec![pd]);
+            let v = match final_scan(&client, &pd, LIVENESS_DEADLINE).await {
+                Ok(seen) => {
+                    let s = final_state.lock().unwrap();
+                    check_scan(&s, &seen, &s.acked)
                 }
+                Err(liveness) => Some(liveness),
             };
-            let v = {
-                let s = final_state.lock().unwrap();
-                check_scan(&s, &seen, &s.acked)
-            };
-            let regions = PdClient::new(vec![pd]).scan_regions(b"", b"", 0).await.map(|r| r.len() as u64).unwrap_or(0);
+            let regions = pd.scan_regions(b"", b"", 0).await.map(|r| r.len() as u64).unwrap_or(0);
             (v, regions)
         })
         .await

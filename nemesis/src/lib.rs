@@ -274,31 +274,50 @@ fn fits(fault: &Fault, active: &[Active], stores: &[String], max_impaired: usize
     down.len() + min_cover(stores, &cuts) <= max_impaired
 }
 
-async fn apply_all(target: &mut dyn Target, actions: &[Action], clogged: &mut BTreeMap<(String, String), u32>) {
-    let mut rest = actions;
-    while !rest.is_empty() {
-        // A run of splits goes to the target at once (it may run them in parallel).
-        let splits: Vec<Vec<u8>> = rest
-            .iter()
-            .map_while(|a| match a {
-                Action::Split(key) => Some(key.clone()),
-                _ => None,
-            })
-            .collect();
-        if splits.is_empty() {
-            apply_one(target, &rest[0], clogged).await;
-            rest = &rest[1..];
-        } else {
-            rest = &rest[splits.len()..];
-            apply_splits(target, splits).await;
-        }
+/// The region-level actions that go through PD: a run of one kind is handed to the target at
+/// once (it may run them in parallel, each under a short deadline), so a burst costs the
+/// nemesis one bounded wait however many actions it holds and however dead PD is.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum RegionOp {
+    Split,
+    TransferLeader,
+    ChangeMembership,
+}
+
+fn region_op(action: &Action) -> Option<(RegionOp, Vec<u8>, u64)> {
+    match action {
+        Action::Split(key) => Some((RegionOp::Split, key.clone(), 0)),
+        Action::TransferLeader(key, seed) => Some((RegionOp::TransferLeader, key.clone(), *seed)),
+        Action::ChangeMembership(key, seed) => Some((RegionOp::ChangeMembership, key.clone(), *seed)),
+        _ => None,
     }
 }
 
-async fn apply_splits(target: &mut dyn Target, keys: Vec<Vec<u8>>) {
-    let results = target.split_regions(keys.clone()).await;
-    for (key, result) in keys.iter().zip(results) {
-        trace_event!("nemesis.split", "{key:?} {result:?}");
+async fn apply_all(target: &mut dyn Target, actions: &[Action], clogged: &mut BTreeMap<(String, String), u32>) {
+    let mut rest = actions;
+    while let Some(first) = rest.first() {
+        let Some((kind, _, _)) = region_op(first) else {
+            apply_one(target, first, clogged).await;
+            rest = &rest[1..];
+            continue;
+        };
+        let ops: Vec<(Vec<u8>, u64)> = rest
+            .iter()
+            .map_while(|a| region_op(a).filter(|(k, _, _)| *k == kind).map(|(_, key, seed)| (key, seed)))
+            .collect();
+        rest = &rest[ops.len()..];
+        apply_region_ops(target, kind, ops).await;
+    }
+}
+
+async fn apply_region_ops(target: &mut dyn Target, kind: RegionOp, ops: Vec<(Vec<u8>, u64)>) {
+    let (event, results) = match kind {
+        RegionOp::Split => ("nemesis.split", target.split_regions(ops.iter().map(|(k, _)| k.clone()).collect()).await),
+        RegionOp::TransferLeader => ("nemesis.transfer_leader", target.transfer_leaders(ops.clone()).await),
+        RegionOp::ChangeMembership => ("nemesis.membership", target.change_memberships(ops.clone()).await),
+    };
+    for ((key, _), result) in ops.iter().zip(results) {
+        trace_event!(event, "{key:?} {result:?}");
     }
 }
 
@@ -346,14 +365,10 @@ async fn apply_one(target: &mut dyn Target, action: &Action, clogged: &mut BTree
             let hit = target.corrupt_value(node, &mut rng as &mut dyn RngCore);
             trace_event!("nemesis.corrupt", "{node} {hit:?}");
         }
-        Action::Split(key) => apply_splits(target, vec![key.clone()]).await,
-        Action::TransferLeader(key, seed) => {
-            let result = target.transfer_leader(key.clone(), *seed).await;
-            trace_event!("nemesis.transfer_leader", "{key:?} {result:?}");
-        }
-        Action::ChangeMembership(key, seed) => {
-            let result = target.change_membership(key.clone(), *seed).await;
-            trace_event!("nemesis.membership", "{key:?} {result:?}");
+        Action::Split(_) | Action::TransferLeader(..) | Action::ChangeMembership(..) => {
+            if let Some((kind, key, seed)) = region_op(action) {
+                apply_region_ops(target, kind, vec![(key, seed)]).await;
+            }
         }
     }
 }

@@ -18,9 +18,9 @@ pub enum Capability {
     RegionLeader,
     /// Split a region at a key ([`Target::split_regions`]).
     Split,
-    /// Hand a region's leadership to another replica ([`Target::transfer_leader`]).
+    /// Hand a region's leadership to another replica ([`Target::transfer_leaders`]).
     TransferLeader,
-    /// Add, remove and move replicas ([`Target::change_membership`]).
+    /// Add, remove and move replicas ([`Target::change_memberships`]).
     Membership,
     /// Make a node's next disk sync fail ([`Target::fail_next_sync`]).
     FailSync,
@@ -109,15 +109,19 @@ pub trait Target {
         let n = keys.len();
         Box::pin(async move { vec![Err("split is not supported".to_string()); n] })
     }
-    /// Moves the leadership of `key`'s region to another voter (`seed` picks which).
-    fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
-        let _ = (key, seed);
-        Box::pin(async { Err("leader transfer is not supported".to_string()) })
+    /// Moves the leadership of each `(key, seed)`'s region to another voter (`seed` picks
+    /// which), all at once if the target can; one result per pair, in order. Each must be
+    /// bounded by a short deadline: a burst held up by a dead or cut-off PD would hold the
+    /// nemesis, and with it the end of every fault it started.
+    fn transfer_leaders<'a>(&'a mut self, ops: Vec<(Vec<u8>, u64)>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        let n = ops.len();
+        Box::pin(async move { vec![Err("leader transfer is not supported".to_string()); n] })
     }
-    /// Removes, adds or moves a replica of `key`'s region (`seed` picks what and where).
-    fn change_membership<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
-        let _ = (key, seed);
-        Box::pin(async { Err("membership change is not supported".to_string()) })
+    /// Removes, adds or moves a replica of each `(key, seed)`'s region (`seed` picks what and
+    /// where), all at once if the target can, bounded as [`Target::transfer_leaders`].
+    fn change_memberships<'a>(&'a mut self, ops: Vec<(Vec<u8>, u64)>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        let n = ops.len();
+        Box::pin(async move { vec![Err("membership change is not supported".to_string()); n] })
     }
 }
 

@@ -33,8 +33,10 @@ const SPLIT_RETRY_GAP: Duration = Duration::from_millis(200);
 const SPLIT_HOPS_MAX: usize = 6;
 /// Splits of one storm in flight at once.
 const SPLITS_IN_FLIGHT_MAX: usize = 8;
-/// Bound on everything one nemesis action asks of PD and the stores.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(8);
+/// Bound on one leader transfer or membership change asked of PD. A burst's run together,
+/// so a dead or cut-off PD costs the nemesis this once per burst (each had 8 s, one after
+/// another: a 1.9 s PD isolation could outlast its end by many seconds while they queued).
+const REGION_OP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Per-run nemesis options.
 #[derive(Clone, Debug)]
@@ -332,20 +334,16 @@ impl Target for SimTarget<'_> {
         let replicas = self.replicas();
         Box::pin(async move {
             let full = self
-                .on_helper(move |pd_addr| async move {
+                .on_helper_with(CALL_TIMEOUT, move |pd_addr| async move {
                     let pd = PdClient::new(vec![pd_addr]);
                     let regions = pd.scan_regions(b"", b"", 0).await.map_err(|e| e.to_string())?;
                     let full = regions.iter().all(|r| {
                         r.region.peers.len() == replicas && r.region.peers.iter().all(|p| p.role == PeerRole::Voter)
                     });
-                    if full {
-                        Ok(())
-                    } else {
-                        Err("a region lacks voters".into())
-                    }
+                    Ok::<bool, String>(full)
                 })
                 .await;
-            full.is_ok()
+            matches!(full, Ok(Ok(true)))
         })
     }
 
@@ -366,58 +364,71 @@ impl Target for SimTarget<'_> {
         })
     }
 
-    fn transfer_leader<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.on_helper(move |pd_addr| async move {
-                let pd = PdClient::new(vec![pd_addr]);
-                let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
-                let leader = info.leader.ok_or("no leader known")?;
-                let others: Vec<&Peer> =
-                    info.region.peers.iter().filter(|p| p.role == PeerRole::Voter && p.id != leader.id).collect();
-                let to = others.choose(&mut ChaCha8Rng::seed_from_u64(seed)).ok_or("no other voter")?;
-                let op = ManualOperator::TransferLeader { to_store: to.store_id };
-                pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
-            })
-            .await
-        })
+    fn transfer_leaders<'a>(&'a mut self, ops: Vec<(Vec<u8>, u64)>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(self.region_ops(ops, transfer_leader))
     }
 
-    fn change_membership<'a>(&'a mut self, key: Vec<u8>, seed: u64) -> LocalFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.on_helper(move |pd_addr| async move {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let pd = PdClient::new(vec![pd_addr]);
-                let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
-                let stores = pd.get_all_stores().await.map_err(|e| e.to_string())?;
-                let spare: Vec<StoreId> = stores
-                    .iter()
-                    .filter(|s| s.state == StoreState::Up && info.region.peer_on_store(s.id).is_none())
-                    .map(|s| s.id)
-                    .collect();
-                let peer = info.region.peers.choose(&mut rng).ok_or("region has no peers")?;
-                let op = match spare.choose(&mut rng) {
-                    Some(&to) if rng.gen_bool(0.5) => {
-                        ManualOperator::MovePeer { from_store: peer.store_id, to_store: to }
-                    }
-                    Some(&to) if rng.gen_bool(0.3) => ManualOperator::AddPeer { store: to },
-                    _ => ManualOperator::RemovePeer { store: peer.store_id },
-                };
-                keel_types::trace_event!("sim.membership", "{} {op:?}", info.region.id);
-                pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
-            })
-            .await
-        })
+    fn change_memberships<'a>(&'a mut self, ops: Vec<(Vec<u8>, u64)>) -> LocalFuture<'a, Vec<Result<(), String>>> {
+        Box::pin(self.region_ops(ops, change_membership))
     }
 }
 
+/// Asks PD to move the leadership of `key`'s region to another voter (`seed` picks which).
+async fn transfer_leader(pd_addr: String, key: Vec<u8>, seed: u64) -> Result<(), String> {
+    let pd = PdClient::new(vec![pd_addr]);
+    let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+    let leader = info.leader.ok_or("no leader known")?;
+    let others: Vec<&Peer> =
+        info.region.peers.iter().filter(|p| p.role == PeerRole::Voter && p.id != leader.id).collect();
+    let to = others.choose(&mut ChaCha8Rng::seed_from_u64(seed)).ok_or("no other voter")?;
+    let op = ManualOperator::TransferLeader { to_store: to.store_id };
+    pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
+}
+
+/// Asks PD to remove, add or move a replica of `key`'s region (`seed` picks what and where).
+async fn change_membership(pd_addr: String, key: Vec<u8>, seed: u64) -> Result<(), String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pd = PdClient::new(vec![pd_addr]);
+    let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
+    let stores = pd.get_all_stores().await.map_err(|e| e.to_string())?;
+    let spare: Vec<StoreId> = stores
+        .iter()
+        .filter(|s| s.state == StoreState::Up && info.region.peer_on_store(s.id).is_none())
+        .map(|s| s.id)
+        .collect();
+    let peer = info.region.peers.choose(&mut rng).ok_or("region has no peers")?;
+    let op = match spare.choose(&mut rng) {
+        Some(&to) if rng.gen_bool(0.5) => ManualOperator::MovePeer { from_store: peer.store_id, to_store: to },
+        Some(&to) if rng.gen_bool(0.3) => ManualOperator::AddPeer { store: to },
+        _ => ManualOperator::RemovePeer { store: peer.store_id },
+    };
+    keel_types::trace_event!("sim.membership", "{} {op:?}", info.region.id);
+    pd.add_operator(info.region.id, op).await.map_err(|e| e.to_string())
+}
+
 impl SimTarget<'_> {
-    /// Runs a call against PD on the (never faulted) helper node, bounded by [`ACTION_TIMEOUT`].
-    async fn on_helper<F, Fut>(&mut self, call: F) -> Result<(), String>
+    /// Runs `op` for every `(key, seed)` at once on the helper node, each bounded by
+    /// [`REGION_OP_DEADLINE`]; results in the order of `ops`.
+    async fn region_ops<F, Fut>(&mut self, ops: Vec<(Vec<u8>, u64)>, op: F) -> Vec<Result<(), String>>
     where
-        F: FnOnce(String) -> Fut,
+        F: Fn(String, Vec<u8>, u64) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.on_helper_with(ACTION_TIMEOUT, call).await?
+        let n = ops.len();
+        let all = self
+            .on_helper_with(REGION_OP_DEADLINE, move |pd_addr| {
+                futures::future::join_all(ops.into_iter().map(move |(key, seed)| {
+                    let call = op(pd_addr.clone(), key, seed);
+                    async move {
+                        match tokio::time::timeout(REGION_OP_DEADLINE, call).await {
+                            Ok(result) => result,
+                            Err(_) => Err(format!("no answer within {REGION_OP_DEADLINE:?}")),
+                        }
+                    }
+                }))
+            })
+            .await;
+        all.unwrap_or_else(|e| vec![Err(e); n])
     }
 
     /// Runs a call against PD on the helper node, bounded by `limit`.

@@ -71,6 +71,17 @@ impl TxnService {
                 return self.resolve_region(store, ctx, *start_ts, *commit_ts, current_ts_ms).await;
             }
         }
+        if settles_by_writing_only(&cmd) {
+            // Most checks of another transaction's status find it decided, or already pushed
+            // above the caller, and write nothing: answer those from a linearizable snapshot
+            // without queueing on the latches of a hot primary. Only a check that must write
+            // (push, roll back) takes the latches and runs again on a fresh snapshot.
+            let view = store.read(ctx.clone()).await?;
+            let executed = self.execute(&view.region, &*view.snapshot, &cmd, current_ts_ms)?;
+            if executed.requests.is_empty() {
+                return Ok(executed.response);
+            }
+        }
         let _latches = self.latches.acquire(&latch_keys(&cmd)).await;
         self.execute_and_propose(store, ctx, &cmd, current_ts_ms).await
     }
@@ -375,6 +386,13 @@ fn is_read(cmd: &TxnCommand) -> bool {
         cmd,
         TxnCommand::Get { .. } | TxnCommand::BatchGet { .. } | TxnCommand::Scan { .. } | TxnCommand::ScanLock { .. }
     )
+}
+
+/// Write commands that only write to settle or push another transaction, so an answer
+/// that writes nothing is a pure read of the snapshot it ran on (a decided transaction
+/// stays decided; a lock already pushed above the caller needs no push).
+fn settles_by_writing_only(cmd: &TxnCommand) -> bool {
+    matches!(cmd, TxnCommand::CheckTxnStatus { .. } | TxnCommand::CheckSecondaryLocks { .. })
 }
 
 /// The keys a write command latches.

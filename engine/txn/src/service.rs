@@ -284,6 +284,7 @@ impl TxnService {
                     primary,
                     lock_ts: *lock_ts,
                     caller_start_ts: *caller_start_ts,
+                    current_ts: *current_ts,
                     now_ms,
                     rollback_if_not_exist: *rollback_if_not_exist,
                     force_sync_commit: *force_sync_commit,

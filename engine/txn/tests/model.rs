@@ -470,7 +470,7 @@ impl ModelNode {
                     let c = caller_start_ts.0;
                     let pushed = c != 0 && c != u64::MAX && l.min_commit <= c;
                     if pushed {
-                        l.min_commit = c + 1;
+                        l.min_commit = (c + 1).max(current_ts.0);
                         m.locks.insert(primary.clone(), l.clone());
                     }
                     return Ok(TxnResponse::TxnStatus(TxnStatus::Locked {

@@ -18,6 +18,9 @@ pub struct CheckTxnStatusArgs<'a> {
     pub lock_ts: Timestamp,
     /// The caller's read timestamp (ZERO / MAX: no push).
     pub caller_start_ts: Timestamp,
+    /// The caller's "now" from PD (ZERO: unknown). A push goes up to it too (as TiKV's),
+    /// so readers that started before it skip the lock without pushing it again.
+    pub current_ts: Timestamp,
     /// Physical time for the TTL check, ms.
     pub now_ms: u64,
     /// Roll back when nothing is found (else `TxnNotFound`).
@@ -31,7 +34,9 @@ pub struct CheckTxnStatusArgs<'a> {
 /// - Async-commit primary (unless `force_sync_commit`): reported as is, never rolled
 ///   back nor pushed — its fate is decided by its secondaries.
 /// - TTL expired: rolled back (protected).
-/// - Alive: min_commit_ts pushed to `caller_start_ts + 1` when not already above it.
+/// - Alive: when min_commit_ts is not above `caller_start_ts`, pushed above it and up to
+///   `current_ts` (above every other timestamp PD had handed out when the caller asked,
+///   so the other readers of that time need no push of their own).
 /// - No lock: the commit or rollback record decides; with none, roll back if
 ///   `rollback_if_not_exist`, else `TxnNotFound`.
 pub fn check_txn_status(
@@ -52,7 +57,7 @@ pub fn check_txn_status(
             let caller = args.caller_start_ts;
             let pushed = caller != Timestamp::ZERO && caller != Timestamp::MAX && lock.min_commit_ts <= caller;
             if pushed {
-                lock.min_commit_ts = caller.next();
+                lock.min_commit_ts = caller.next().max(args.current_ts);
                 txn.put_lock(primary, &lock);
             }
             Ok(TxnStatus::Locked { lock: lock.info(primary), min_commit_ts_pushed: pushed })
@@ -90,6 +95,7 @@ mod tests {
             primary: b"p",
             lock_ts,
             caller_start_ts: caller,
+            current_ts: Timestamp::ZERO,
             now_ms,
             rollback_if_not_exist,
             force_sync_commit: false,
@@ -121,6 +127,27 @@ mod tests {
         assert_eq!(s, TxnStatus::RolledBack { reason: RollbackReason::TtlExpired });
         let s = run(&e, |t, r| check_txn_status(t, r, &args(start, Timestamp::ZERO, 1101, false))).unwrap();
         assert_eq!(s, TxnStatus::RolledBack { reason: RollbackReason::AlreadyRolledBack });
+    }
+
+    #[test]
+    fn a_push_covers_every_reader_up_to_current_ts() {
+        let e = SimEngine::new();
+        let start = Timestamp::compose(1000, 0);
+        lock_primary(&e, start, PrewriteMode::TwoPc { min_commit_ts: start.next() });
+        let (reader, now) = (Timestamp::compose(1010, 0), Timestamp::compose(1020, 0));
+        let pushing = CheckTxnStatusArgs { current_ts: now, ..args(start, reader, 1020, false) };
+        let s = run(&e, |t, r| check_txn_status(t, r, &pushing)).unwrap();
+        assert!(matches!(s, TxnStatus::Locked { min_commit_ts_pushed: true, ref lock } if lock.min_commit_ts == now));
+        // A reader that started before `now` finds the lock above it: nothing to write.
+        let later_reader = Timestamp::compose(1015, 0);
+        let s = run(&e, |t, r| {
+            let status = check_txn_status(t, r, &args(start, later_reader, 1020, false));
+            assert!(t.is_empty(), "no push, no write");
+            status
+        })
+        .unwrap();
+        assert!(matches!(s, TxnStatus::Locked { min_commit_ts_pushed: false, .. }));
+        assert_eq!(run(&e, |_, r| get(r, b"p", Timestamp(now.0 - 1))).unwrap(), None);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct ApplyEffects {
     pub splits: Vec<(Region, Region)>,
     /// Regions whose membership changed in this round (their leaders tell PD at once).
     pub conf_changed: Vec<RegionId>,
+    /// Regions whose replica on this store was a learner the region removed: no
+    /// configuration ever counted its vote, so it is destroyed at once.
+    pub destroyed: Vec<RegionId>,
 }
 
 /// A region replica.
@@ -511,7 +514,12 @@ impl Peer {
             self.last_heard.insert(cmd.peer.id, self.ticks);
         }
         effects.conf_changed.push(region.id);
-        if removed_self {
+        if removed_self && existing.is_some_and(|p| p.role == PeerRole::Learner) {
+            // Only added as a learner and never promoted (no membership change demotes): no
+            // survivor's configuration counts its vote. It applies nothing more and goes.
+            self.removal = Some(Removal::new(&region));
+            effects.destroyed.push(region.id);
+        } else if removed_self {
             self.removal = Some(Removal::new(&region));
             if self.is_leader() {
                 // raft-rs lets a leader outside its configuration lead on, refusing every

@@ -61,11 +61,17 @@ impl Removal {
         }
     }
 
+    /// The voters of the newest configuration heard of: the ones to ask. Learners never
+    /// campaign (one promoted later applies the removal first: it precedes the promotion in
+    /// the log).
+    pub fn voters(&self) -> Vec<Peer> {
+        self.newest.peers.iter().filter(|p| p.role == PeerRole::Voter).copied().collect()
+    }
+
     /// The voters of the newest configuration not yet known to be past the removal: the
-    /// only replicas that may still need this one's vote. Learners never campaign (one that
-    /// is promoted later applies the removal first: it precedes the promotion in the log).
+    /// only replicas that may still need this one's vote.
     pub fn waiting_for(&self) -> Vec<Peer> {
-        self.newest.peers.iter().filter(|p| p.role == PeerRole::Voter && !self.past.contains(&p.id)).copied().collect()
+        self.voters().into_iter().filter(|p| !self.past.contains(&p.id)).collect()
     }
 
     /// True once no survivor can need this replica's vote any more.

@@ -566,7 +566,9 @@ impl Store {
                     if removal.done() {
                         done.push(peer.region_id());
                     } else {
-                        probes.extend(removal.waiting_for().into_iter().map(|to| probe(peer, to)));
+                        // Every voter, not only those still awaited: the answers also bring
+                        // newer configurations (a dead voter is awaited until one replaces it).
+                        probes.extend(removal.voters().into_iter().map(|to| probe(peer, to)));
                     }
                 }
             } else if !peer.is_leader()
@@ -823,6 +825,9 @@ impl Store {
             if let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) {
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
+        }
+        if !effects.destroyed.is_empty() {
+            self.destroy_peers(&effects.destroyed)?;
         }
         for peer in self.peers.values_mut() {
             peer.serve_ready_reads();

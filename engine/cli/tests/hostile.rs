@@ -130,6 +130,7 @@ fn request(h: &Hostile) -> (StoreRequest, bool) {
                 end_key: vec![],
                 message: message.clone(),
                 check: None,
+                extra: None,
             };
             (StoreRequest::Raft(vec![env]), false)
         }

@@ -36,6 +36,11 @@ pub struct StoreConfig {
     pub round_msgs_max: usize,
     /// Capacity of the store loop's inbox; senders wait beyond it.
     pub inbox_capacity: usize,
+    /// Let idle regions sleep (TiKV's `hibernate-regions`): a leader whose log every peer
+    /// holds, committed and applied, stops ticking once they all agree, and so do they, until
+    /// a proposal, a read, a message or the loss of a store wakes the region. An idle cluster
+    /// then costs next to nothing however many regions it holds.
+    pub hibernate_regions: bool,
 }
 
 impl StoreConfig {
@@ -56,6 +61,7 @@ impl StoreConfig {
             region_split_keys: 2_560_000,
             round_msgs_max: 4096,
             inbox_capacity: 65_536,
+            hibernate_regions: true,
         }
     }
 

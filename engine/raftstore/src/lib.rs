@@ -11,6 +11,7 @@ pub mod cmd;
 mod config;
 pub mod inspect;
 pub mod keys;
+mod liveness;
 mod peer;
 mod peer_storage;
 pub mod raw_ttl;

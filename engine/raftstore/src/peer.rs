@@ -1,12 +1,15 @@
 //! One region's replica on this store: the raft-rs node, the proposals and reads waiting
 //! on it, and how its committed entries are applied.
 
+mod hibernate;
+
 use crate::apply::{apply_cmd, ApplyOutcome, Overlay};
 use crate::cmd::{CmdResult, ConfChangeCmd, ConfChangeKind, RaftCmd};
 use crate::config::StoreConfig;
 use crate::peer_storage::{PeerState, PeerStorage};
 use crate::removal::Removal;
 use crate::ReadView;
+use hibernate::Hibernation;
 use keel_storage::WriteBatch;
 use keel_types::codec::{decode, encode};
 use keel_types::proto::store::StoreError;
@@ -81,6 +84,7 @@ pub struct Peer {
     /// Set once this replica applied its own removal: it then only votes and acknowledges
     /// appends until the rest of the region is past the removal (see `removal.rs`).
     pub removal: Option<Removal>,
+    hibernation: Hibernation,
 }
 
 impl Peer {
@@ -138,6 +142,7 @@ impl Peer {
             stats: keel_storage::RangeStats::default(),
             reported_pending: Vec::new(),
             removal: None,
+            hibernation: Hibernation::default(),
         })
     }
 
@@ -171,8 +176,12 @@ impl Peer {
     }
 
     /// Peers the leader has not heard from for more than `down_after_ticks`, with the ticks
-    /// since it last did.
+    /// since it last did. None while the region sleeps: every peer agreed to sleep, and
+    /// silence is then what is expected (a store that goes silent wakes the region).
     pub fn down_peers(&self, down_after_ticks: u64) -> Vec<(PeerMeta, u64)> {
+        if self.is_idle() {
+            return Vec::new();
+        }
         self.region()
             .peers
             .iter()
@@ -357,6 +366,12 @@ impl Peer {
             w.sent = true;
             self.raw.read_index(ctx.to_be_bytes().to_vec());
         }
+    }
+
+    /// True while read index requests are held back for this leader's first commit: the
+    /// store loop must look at the peer again next round to send them.
+    pub fn holds_reads(&self) -> bool {
+        self.waiting_reads.values().any(|w| !w.sent)
     }
 
     /// Moves confirmed reads (from a ready's read states) to the apply queue.

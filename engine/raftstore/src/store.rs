@@ -3,26 +3,32 @@
 //! messages that need no persistence (a leader's appends: followers then sync in parallel
 //! with the leader), writes all of their log entries, hard states and applied data in ONE
 //! synced batch (group commit), and only then sends the messages that must follow
-//! persistence and answers clients.
+//! persistence and answers clients. Only the peers that may have a Ready — ticked, stepped,
+//! proposed to this round — are looked at, so sleeping regions (see `peer/hibernate.rs`)
+//! cost nothing per round.
+
+mod hibernate;
 
 use crate::apply::Overlay;
 use crate::cmd::{CmdBody, CmdResult, RaftCmd};
 use crate::cmd::{ConfChangeCmd, ConfChangeKind};
 use crate::config::StoreConfig;
 use crate::keys;
+use crate::liveness::StoreLiveness;
 use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
 use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
 use crate::split_check::{middle_key, region_stats};
 use crate::ReadView;
+use hibernate::wake_for_work;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
 use keel_types::proto::pd::{Operator, RegionHeartbeat};
-use keel_types::proto::store::{Context, PeerCheck, RaftEnvelope, StoreError};
+use keel_types::proto::store::{Context, ExtraMessage, PeerCheck, RaftEnvelope, StoreError};
 use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, StoreId};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::StateRole;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,6 +69,8 @@ pub struct RegionStatus {
     pub applied_index: u64,
     /// First index still in the log (truncation point + 1).
     pub first_index: u64,
+    /// Whether this replica sleeps (hibernation).
+    pub idle: bool,
 }
 
 enum StoreMsg {
@@ -162,6 +170,14 @@ pub struct Store {
     /// `pending_msgs`). Dropping them left every new region leaderless until its candidate's
     /// next election timeout (1-2 s in which no command of the range could run).
     split_votes: VecDeque<RaftEnvelope>,
+    /// Ticks of the store loop (the liveness clock).
+    ticks: u64,
+    /// Which other stores were heard from lately (hibernation's safety net).
+    liveness: StoreLiveness,
+    /// Peers that may have a Ready: the next round looks at these only.
+    active: BTreeSet<RegionId>,
+    /// Leaders' requests to sleep, sent after the round's raft messages.
+    hibernate_requests: Vec<(RegionId, ExtraMessage)>,
 }
 
 /// Most vote requests held for replicas a split has yet to create.
@@ -194,20 +210,23 @@ impl Store {
         }
         let (tx, rx) = mpsc::channel(cfg.inbox_capacity);
         let handle = StoreHandle { tx, store_id: cfg.store_id };
-        Ok((
-            Store {
-                cfg,
-                engine,
-                peers,
-                transport,
-                pd,
-                rx,
-                overlay: Overlay::default(),
-                sync_owed: false,
-                split_votes: VecDeque::new(),
-            },
-            handle,
-        ))
+        let active = peers.keys().copied().collect();
+        let store = Store {
+            cfg,
+            engine,
+            peers,
+            transport,
+            pd,
+            rx,
+            overlay: Overlay::default(),
+            sync_owed: false,
+            split_votes: VecDeque::new(),
+            ticks: 0,
+            liveness: StoreLiveness::default(),
+            active,
+            hibernate_requests: Vec::new(),
+        };
+        Ok((store, handle))
     }
 
     /// Runs the loop until every handle is dropped (Ok) or the disk fails (Err: the node
@@ -238,6 +257,9 @@ impl Store {
                 continue;
             }
             self.process_ready().await?;
+            // After the round's raft messages: a request to sleep must not overtake the
+            // heartbeats sent before it (they would wake the follower it put to sleep).
+            self.send_hibernate_requests();
         }
     }
 
@@ -279,6 +301,7 @@ impl Store {
                     return;
                 }
                 let peer = self.peers.get_mut(&ctx.region_id).expect("checked");
+                wake_for_work(peer, &mut self.active);
                 let cmd = RaftCmd { region_id: ctx.region_id, epoch: peer.region().epoch, body };
                 match encode(&cmd) {
                     Ok(data) => {
@@ -294,7 +317,11 @@ impl Store {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
-                Ok(()) => self.peers.get_mut(&ctx.region_id).expect("checked").read(reply),
+                Ok(()) => {
+                    let peer = self.peers.get_mut(&ctx.region_id).expect("checked");
+                    wake_for_work(peer, &mut self.active);
+                    peer.read(reply)
+                }
             },
             StoreMsg::CreateRegion { region, reply } => {
                 let _ = reply.send(self.create_region(region));
@@ -324,6 +351,7 @@ impl Store {
                         term: p.raw.raft.term,
                         applied_index: p.raw.store().apply_state.applied_index,
                         first_index: p.raw.store().first_index_(),
+                        idle: p.is_idle(),
                     })
                     .collect();
                 let _ = reply.send(status);
@@ -352,6 +380,7 @@ impl Store {
         self.engine.write(batch, WriteOptions::SYNC).map_err(|e| e.to_string())?;
         let storage = PeerStorage::load(self.engine.clone(), region.clone())?;
         self.peers.insert(region.id, Peer::new(&self.cfg, storage)?);
+        self.active.insert(region.id);
         trace_event!("store.create_region", "s{} {} {:?}", self.cfg.store_id, region.id, region.epoch);
         Ok(true)
     }
@@ -359,6 +388,7 @@ impl Store {
     fn on_operator(&mut self, region_id: RegionId, op: Operator) {
         let Some(peer) = self.peers.get_mut(&region_id).filter(|p| p.is_leader()) else { return };
         trace_event!("store.operator", "{region_id} {op:?}");
+        wake_for_work(peer, &mut self.active);
         let conf_change = |kind, target: keel_types::Peer| ConfChangeCmd {
             region_id,
             epoch: peer.region().epoch,
@@ -386,8 +416,13 @@ impl Store {
     }
 
     fn on_raft(&mut self, mut env: RaftEnvelope) {
+        self.liveness.heard(env.from_peer.store_id, self.ticks);
         if let Some(check) = env.check.take() {
             self.on_peer_check(env, check);
+            return;
+        }
+        if let Some(extra) = env.extra {
+            self.on_extra(&env, extra);
             return;
         }
         let Ok(msg) = Message::parse_from_bytes(&env.message) else {
@@ -428,6 +463,10 @@ impl Store {
             return;
         }
         let peer = self.peers.get_mut(&env.region_id).expect("checked above");
+        if !peer.sleeps_through(&msg) && peer.wake() && peer.is_leader() {
+            trace_event!("raft.wake", "s{} {} by {:?}", self.cfg.store_id, env.region_id, msg.get_msg_type());
+        }
+        self.active.insert(env.region_id);
         peer.remember_peer(env.from_peer);
         trace::record("raft.step", &env.message);
         let _ = peer.raw.step(msg);
@@ -548,11 +587,33 @@ impl Store {
     }
 
     fn tick(&mut self) -> Result<(), String> {
+        self.ticks += 1;
         let mut gc_batch = WriteBatch::new();
         let (mut done, mut probes) = (Vec::new(), Vec::new());
-        for peer in self.peers.values_mut() {
-            peer.raw.tick();
+        for (&region_id, peer) in self.peers.iter_mut() {
             peer.ticks += 1;
+            if peer.is_idle() {
+                // Asleep: no raft tick, no checks (nothing changes); a leader still reports
+                // to PD, whose answers (operators) are how scheduling reaches idle regions.
+                peer.idle_tick(&self.cfg);
+                if peer.is_leader() && peer.ticks % self.cfg.pd_heartbeat_ticks == 0 {
+                    self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
+                }
+                continue;
+            }
+            // Once an election timeout, as TiKV's check_before_tick: may the region sleep?
+            let may_sleep = self.cfg.hibernate_regions
+                && peer.is_leader()
+                && peer.raw.raft.election_elapsed + 1 >= self.cfg.election_ticks;
+            peer.raw.tick();
+            self.active.insert(region_id);
+            if may_sleep {
+                match peer.hibernate_request() {
+                    Some(request) => self.hibernate_requests.push((region_id, request)),
+                    None if peer.is_idle() => trace_event!("raft.hibernate", "s{} {region_id}", self.cfg.store_id),
+                    None => {}
+                }
+            }
             peer.expire_reads(self.cfg.election_ticks as u64 * 2);
             // Periodically, and as soon as a peer the last heartbeat called pending has caught
             // up (TiKV: any_new_peer_catch_up), so PD can promote a learner without waiting.
@@ -615,6 +676,9 @@ impl Store {
             }
             self.destroy_peers(&done)?;
         }
+        if self.cfg.hibernate_regions {
+            self.beacon_and_wake();
+        }
         Ok(())
     }
 
@@ -641,6 +705,7 @@ impl Store {
                     end_key: region.end_key.clone(),
                     message: Vec::new(),
                     check: Some(if live { PeerCheck::Applied(region) } else { PeerCheck::Destroyed(region) }),
+                    extra: None,
                 };
                 self.send_envelopes(vec![reply]);
             }
@@ -666,7 +731,9 @@ impl Store {
         let mut effects = ApplyEffects::default();
         let mut new_leaders = Vec::new();
         self.overlay.clear();
-        for (&region_id, peer) in self.peers.iter_mut() {
+        let candidates: Vec<RegionId> = std::mem::take(&mut self.active).into_iter().collect();
+        for &region_id in &candidates {
+            let Some(peer) = self.peers.get_mut(&region_id) else { continue };
             peer.send_held_reads();
             if !peer.raw.has_ready() {
                 continue;
@@ -711,7 +778,7 @@ impl Store {
         if readies.is_empty() {
             return Ok(());
         }
-        self.check_storage_faults()?;
+        self.check_storage_faults(&candidates)?;
         // A Ready's `messages` do not depend on its own entries being persisted (raft-rs
         // documents them as sendable at once; the Raft thesis §10.2.1): the leader's appends
         // go out before its sync, so followers sync in parallel with it rather than after it.
@@ -729,6 +796,7 @@ impl Store {
         // After persistence: persisted messages, advance, and whatever became committed.
         let mut batch = WriteBatch::new();
         let mut outbox = Vec::new();
+        let mut processed = Vec::with_capacity(readies.len());
         self.overlay.clear();
         for (region_id, mut rd) in readies {
             let peer = self.peers.get_mut(&region_id).expect("peer of a ready");
@@ -742,24 +810,29 @@ impl Store {
             outbox.push((region_id, msgs));
             apply_measured(peer, light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
             peer.raw.advance_apply();
+            if peer.raw.has_ready() || peer.holds_reads() {
+                self.active.insert(region_id);
+            }
+            processed.push(region_id);
         }
-        self.check_storage_faults()?;
+        self.check_storage_faults(&processed)?;
         if !batch.is_empty() {
             self.write(batch, false)?;
         }
         self.send(outbox);
-        self.finish_round(effects, new_leaders)?;
+        self.finish_round(effects, new_leaders, &processed)?;
         if late && std::mem::replace(&mut self.sync_owed, must_sync) {
             self.persist(WriteBatch::new(), true).await?;
         }
         Ok(())
     }
 
-    /// Stops the loop when a raft-rs read of some peer's storage failed (a corrupt log entry,
-    /// say): raft-rs got a short answer, so nothing of this round may be persisted or sent —
-    /// the node stops as it does for a failed write.
-    fn check_storage_faults(&self) -> Result<(), String> {
-        match self.peers.values().find_map(|p| p.raw.store().fault()) {
+    /// Stops the loop when a raft-rs read of the storage of one of `regions` (the peers this
+    /// round touched: only they read their storage) failed (a corrupt log entry, say):
+    /// raft-rs got a short answer, so nothing of this round may be persisted or sent — the
+    /// node stops as it does for a failed write.
+    fn check_storage_faults(&self, regions: &[RegionId]) -> Result<(), String> {
+        match regions.iter().filter_map(|id| self.peers.get(id)).find_map(|p| p.raw.store().fault()) {
             Some(fault) => Err(format!("store {}: disk read failed, stopping: {fault}", self.cfg.store_id)),
             None => Ok(()),
         }
@@ -791,7 +864,12 @@ impl Store {
         Ok(())
     }
 
-    fn finish_round(&mut self, effects: ApplyEffects, new_leaders: Vec<RegionId>) -> Result<(), String> {
+    fn finish_round(
+        &mut self,
+        effects: ApplyEffects,
+        new_leaders: Vec<RegionId>,
+        processed: &[RegionId],
+    ) -> Result<(), String> {
         for (reply, result) in effects.replies {
             let _ = reply.send(result);
         }
@@ -811,6 +889,7 @@ impl Store {
             for env in held {
                 self.on_raft(env);
             }
+            self.active.insert(region.id);
         }
         for (left, right) in effects.splits {
             if self.peers.get(&left.id).is_some_and(Peer::is_leader) {
@@ -829,8 +908,11 @@ impl Store {
         if !effects.destroyed.is_empty() {
             self.destroy_peers(&effects.destroyed)?;
         }
-        for peer in self.peers.values_mut() {
-            peer.serve_ready_reads();
+        // Reads become servable only as their peer applies, which happens in its Ready.
+        for region_id in processed {
+            if let Some(peer) = self.peers.get_mut(region_id) {
+                peer.serve_ready_reads();
+            }
         }
         // A new leader tells PD at once, so clients find it without waiting for a tick.
         for region_id in new_leaders {
@@ -881,6 +963,7 @@ impl Store {
         for (region_id, to) in snapshots {
             if let Some(peer) = self.peers.get_mut(&region_id) {
                 peer.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+                self.active.insert(region_id);
             }
         }
     }
@@ -902,6 +985,7 @@ impl Store {
                     end_key: region.end_key.clone(),
                     message,
                     check: None,
+                    extra: None,
                 });
             }
         }
@@ -932,6 +1016,7 @@ fn probe(peer: &Peer, to: keel_types::Peer) -> RaftEnvelope {
         end_key: region.end_key.clone(),
         message: Vec::new(),
         check: Some(PeerCheck::Removed),
+        extra: None,
     }
 }
 

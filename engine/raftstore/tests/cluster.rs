@@ -12,6 +12,7 @@ use keel_types::proto::store::{Context, RaftEnvelope, StoreError};
 use keel_types::{Peer, PeerRole, Region, RegionEpoch, RegionError, StoreId};
 use madsim::runtime::Runtime;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ struct Net {
     handles: Mutex<BTreeMap<StoreId, StoreHandle>>,
     down: Mutex<BTreeSet<StoreId>>,
     filter: Mutex<Option<Filter>>,
+    /// Raft messages sent (hibernation handshakes and store beacons not counted).
+    raft_sent: AtomicU64,
 }
 
 struct LocalTransport(Arc<Net>);
@@ -35,6 +38,8 @@ impl Transport for LocalTransport {
         if let Some(drop) = self.0.filter.lock().unwrap().as_ref() {
             msgs.retain(|env| !drop(to, env));
         }
+        let raft = msgs.iter().filter(|m| m.extra.is_none()).count() as u64;
+        self.0.raft_sent.fetch_add(raft, Ordering::Relaxed);
         if let Some(h) = self.0.handles.lock().unwrap().get(&to).cloned() {
             tokio::spawn(async move {
                 let _ = h.raft(msgs).await;
@@ -450,6 +455,50 @@ fn a_removed_replica_keeps_the_survivors_of_its_removal_live() {
             c.start(leader);
             wait_until("the removed replica is destroyed", || async { c.handle(removed).status().await.is_empty() })
                 .await;
+        });
+    }
+}
+
+#[test]
+fn an_idle_region_sleeps_wakes_for_work_and_elects_when_its_leader_store_dies() {
+    for seed in 1..4 {
+        sim(seed, || async {
+            let mut c = Cluster::new().await;
+            for i in 0..20u32 {
+                c.put(format!("k{i}").as_bytes(), &i.to_be_bytes()).await;
+            }
+            let all_idle = |c: &Cluster| {
+                let handles: Vec<StoreHandle> = c.net.handles.lock().unwrap().values().cloned().collect();
+                async move {
+                    let mut idle = 0;
+                    for h in &handles {
+                        idle += h.status().await.iter().filter(|r| r.idle).count();
+                    }
+                    idle == handles.len()
+                }
+            };
+            wait_until("every replica sleeps", || all_idle(&c)).await;
+            // Asleep, the region sends no raft message at all.
+            let before = c.net.raft_sent.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(c.net.raft_sent.load(Ordering::Relaxed), before, "a sleeping region sent raft messages");
+            // A write wakes it, and it falls asleep again afterwards.
+            c.put(b"wake", b"up").await;
+            assert_eq!(c.get(b"wake").await, Some(b"up".to_vec()));
+            assert!(c.net.raft_sent.load(Ordering::Relaxed) > before);
+            wait_until("every replica sleeps again", || all_idle(&c)).await;
+            // The leader's store dies while all sleep: the followers notice its silence,
+            // wake, elect one of themselves, and serve everything acknowledged.
+            let old = c.leader().await;
+            c.crash(old, 0);
+            let start = tokio::time::Instant::now();
+            let new = c.leader().await;
+            assert_ne!(new, old);
+            assert!(start.elapsed() < Duration::from_secs(5), "election took {:?}", start.elapsed());
+            for i in 0..20u32 {
+                assert_eq!(c.get(format!("k{i}").as_bytes()).await, Some(i.to_be_bytes().to_vec()));
+            }
+            c.put(b"after", b"failover").await;
         });
     }
 }

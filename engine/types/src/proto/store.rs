@@ -36,12 +36,15 @@ pub struct RaftEnvelope {
     /// The sender's region range end.
     #[serde(with = "serde_bytes")]
     pub end_key: Vec<u8>,
-    /// Encoded `eraftpb::Message`; empty when `check` is set.
+    /// Encoded `eraftpb::Message`; empty when `check` or `extra` is set.
     #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
     /// A membership question or answer between replicas in place of a raft message (TiKV's
     /// `ExtraMessage`): raft-rs never sees it.
     pub check: Option<PeerCheck>,
+    /// A hibernation handshake or store beacon in place of a raft message (TiKV's
+    /// `ExtraMessage` too): raft-rs never sees it.
+    pub extra: Option<ExtraMessage>,
 }
 
 /// The membership exchange a replica that applied its own removal uses to learn when the
@@ -56,6 +59,31 @@ pub enum PeerCheck {
     /// superseded by a newer peer of the region): the last region it knows there, a hint of
     /// a newer configuration to ask.
     Destroyed(Region),
+}
+
+/// Messages between stores that raft itself knows nothing of: the hibernation handshake of
+/// an idle region, and the beacon by which a store knows another is alive while the regions
+/// they share are asleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExtraMessage {
+    /// Leader to follower: the region is idle at `(term, index)`; may it sleep?
+    HibernateRequest {
+        /// The leader's term.
+        term: u64,
+        /// The leader's last log index, committed and applied.
+        index: u64,
+    },
+    /// Follower to leader: agreed; the follower holds, committed and applied, the same log.
+    HibernateResponse {
+        /// The term of the request agreed to.
+        term: u64,
+        /// The index of the request agreed to.
+        index: u64,
+    },
+    /// Store to store, every few ticks while hibernation is on (region 0, peers with id 0):
+    /// "this store is alive". A store that stops hearing from another wakes the sleeping
+    /// regions that share a peer with it, so they elect or report the loss.
+    StoreBeacon,
 }
 
 /// A RawKV command. Keys live in the `raw` column family, apart from transactional data.

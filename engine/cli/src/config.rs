@@ -34,7 +34,7 @@ pub struct ConfigFlags {
 const PD_KEYS: &[&str] = &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "log-level"];
 /// Keys of a `keel server` config file.
 const SERVER_KEYS: &[&str] =
-    &["pd-endpoints", "addr", "advertise-addr", "status-addr", "data-dir", "labels", "log-level"];
+    &["pd-endpoints", "addr", "advertise-addr", "status-addr", "data-dir", "labels", "log-level", "hibernate-regions"];
 
 /// What a `keel pd` config file sets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct ServerFile {
     pub labels: Option<BTreeMap<String, String>>,
     /// `log-level`.
     pub log_level: Option<String>,
+    /// `hibernate-regions`.
+    pub hibernate_regions: Option<bool>,
 }
 
 /// Collects every problem of one file.
@@ -166,6 +168,7 @@ pub fn parse_server(text: &str) -> Result<ServerFile, Vec<String>> {
         data_dir: c.get("data-dir", "a path string"),
         labels,
         log_level: c.log_level(),
+        hibernate_regions: c.get("hibernate-regions", "true or false"),
     };
     c.finish(file)
 }
@@ -245,6 +248,9 @@ pub fn merge_server(args: &mut ServerArgs, file: ServerFile, matches: &ArgMatche
     if let Some(v) = file.labels.filter(|_| !from_cli(matches, "labels")) {
         args.labels = v.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     }
+    if let Some(v) = file.hibernate_regions.filter(|_| !from_cli(matches, "hibernate_regions")) {
+        args.hibernate_regions = v;
+    }
 }
 
 #[cfg(test)]
@@ -272,8 +278,11 @@ mod tests {
         .unwrap();
         assert_eq!(ok.pd_endpoints.as_deref(), Some(&["127.0.0.1:2379".to_string()][..]));
         assert_eq!(ok.labels.unwrap().get("zone").map(String::as_str), Some("a"));
-        let errors = parse_server("pd-endpoints = []\nlabels = { zone = 1 }\n").unwrap_err();
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(ok.hibernate_regions, None);
+        assert_eq!(parse_server("hibernate-regions = false").unwrap().hibernate_regions, Some(false));
+        let errors =
+            parse_server("pd-endpoints = []\nlabels = { zone = 1 }\nhibernate-regions = \"no\"\n").unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(parse_server("addr = ").is_err(), "a TOML syntax error is an error");
     }
 
@@ -294,7 +303,8 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let file = parse_server(
-            "pd-endpoints = [\"10.0.0.1:2379\"]\naddr = \"10.0.0.2:20160\"\ndata-dir = \"/file\"\nlabels = { zone = \"z\" }\n",
+            "pd-endpoints = [\"10.0.0.1:2379\"]\naddr = \"10.0.0.2:20160\"\ndata-dir = \"/file\"\nlabels = { zone = \"z\" }\n\
+             hibernate-regions = false\n",
         )
         .unwrap();
         let matches = Cli::command().get_matches_from(["x", "--addr", "127.0.0.1:1", "--labels", "host=h"]);
@@ -304,6 +314,11 @@ mod tests {
         assert_eq!(args.labels, vec!["host=h".to_string()], "flag wins");
         assert_eq!(args.pd, vec!["10.0.0.1:2379".to_string()], "file fills what no flag set");
         assert_eq!(args.data_dir, PathBuf::from("/file"), "file beats the default");
+        assert!(!args.hibernate_regions, "file beats the default");
+        let matches = Cli::command().get_matches_from(["x", "--hibernate-regions", "true"]);
+        let mut args = Cli::from_arg_matches(&matches).unwrap().server;
+        merge_server(&mut args, parse_server("hibernate-regions = false").unwrap(), &matches);
+        assert!(args.hibernate_regions, "flag wins");
     }
 
     #[test]

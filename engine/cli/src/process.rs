@@ -55,6 +55,9 @@ pub struct ServerArgs {
     /// Address of the status HTTP server (/metrics, /status, /ready, /regions).
     #[arg(long, default_value = "127.0.0.1:20180")]
     pub status_addr: String,
+    /// Let idle regions stop ticking raft until work, a message or a lost store wakes them.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub hibernate_regions: bool,
 }
 
 fn open_engine(dir: &Path) -> Result<Arc<FjallEngine>, String> {
@@ -118,6 +121,7 @@ pub async fn start_server(args: ServerArgs, graceful: bool) -> Result<(), String
     let mut config = NodeConfig::new(args.addr.clone(), args.pd.clone());
     config.advertise_addr = args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone());
     config.labels = parse_labels(&args.labels)?;
+    config.hibernate_regions = args.hibernate_regions;
     let mut node =
         keel_server::start_node(config, engine, Clock::new()).await.map_err(|e| format!("server cannot start: {e}"))?;
     status.attach(Target::Store { store: node.store().clone(), data_dir: args.data_dir.clone() });

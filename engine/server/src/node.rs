@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub test_min: bool,
     /// Interval between store heartbeats to PD.
     pub store_heartbeat_interval: Duration,
+    /// Let idle regions sleep ([`StoreConfig::hibernate_regions`]).
+    pub hibernate_regions: bool,
 }
 
 impl NodeConfig {
@@ -46,6 +48,7 @@ impl NodeConfig {
             labels: vec![],
             test_min: false,
             store_heartbeat_interval: Duration::from_secs(10),
+            hibernate_regions: true,
         }
     }
 }
@@ -95,8 +98,9 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
         .map_err(|e| NodeError::Bind { addr: config.listen_addr.clone(), reason: e.to_string() })?;
     register(&pd, &config, ident.store_id).await?;
 
-    let store_cfg =
+    let mut store_cfg =
         if config.test_min { StoreConfig::test_min(ident.store_id) } else { StoreConfig::production(ident.store_id) };
+    store_cfg.hibernate_regions = config.hibernate_regions;
     // max_ts starts unsynced: the first leadership (or none) syncs it from PD.
     let cm = ConcurrencyManager::new(Timestamp::ZERO);
     cm.begin_max_ts_sync();

@@ -49,7 +49,7 @@ impl Store {
     /// the sleeping regions that depend on a store silent for an election timeout wake.
     pub(super) fn beacon_and_wake(&mut self) {
         let me = self.cfg.store_id;
-        if self.ticks % self.cfg.heartbeat_ticks as u64 == 0 {
+        if self.ticks.is_multiple_of(self.cfg.heartbeat_ticks as u64) {
             let mut stores: BTreeSet<StoreId> =
                 self.peers.values().flat_map(|p| p.region().peers.iter().map(|m| m.store_id)).collect();
             stores.remove(&me);

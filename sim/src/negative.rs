@@ -45,7 +45,7 @@ pub const CASES: &[NegativeCase] = &[
         note: "acks and answers go out a round before the log is synced, so a write commits and \
                is answered while a majority has not persisted it; a power loss (every store at \
                once) inside that window loses it. A single kill cannot: the other replicas keep \
-               it. First caught at seed 10 (seeds 1..40: 10, 15, 16)",
+               it. Seeds 1..40 catch it at 11, 15, 31 and 40",
     },
     NegativeCase {
         bug: PlantedBug::SkipReadIndex,
@@ -55,8 +55,8 @@ pub const CASES: &[NegativeCase] = &[
         budget: 40,
         duration_s: 30,
         note: "a leader paused (or cut off from the other stores while clients still reach it) \
-               serves stale reads once a new leader has taken writes; first caught at seed 18 \
-               (about 1 seed in 27)",
+               serves stale reads once a new leader has taken writes; seeds 1..40 catch it at 20 \
+               and 21",
     },
     NegativeCase {
         bug: PlantedBug::PrewriteIgnoresLock,

@@ -33,9 +33,7 @@ pub struct NodeConfig {
     pub test_min: bool,
     /// Interval between store heartbeats to PD.
     pub store_heartbeat_interval: Duration,
-    /// Let idle regions sleep ([`StoreConfig::hibernate_regions`]). Off by default for now:
-    /// with it on, swarm seed 16 (repair) leaves a removed replica in place for good and the
-    /// repair misses its deadline; the cause is not yet known.
+    /// Let idle regions sleep ([`StoreConfig::hibernate_regions`]).
     pub hibernate_regions: bool,
 }
 
@@ -50,7 +48,7 @@ impl NodeConfig {
             labels: vec![],
             test_min: false,
             store_heartbeat_interval: Duration::from_secs(10),
-            hibernate_regions: false,
+            hibernate_regions: true,
         }
     }
 }

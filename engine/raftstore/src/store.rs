@@ -123,6 +123,18 @@ impl StoreHandle {
         self.tx.send(StoreMsg::Raft(msgs)).await.map_err(|_| stopped())
     }
 
+    /// Hands raft messages to the store loop without waiting, so messages handed over one
+    /// after another are queued in that order. A full inbox drops them (raft retransmits,
+    /// as it does for a batch the sender's full queue dropped).
+    pub fn try_raft(&self, msgs: Vec<RaftEnvelope>) -> Result<(), StoreError> {
+        self.tx.try_send(StoreMsg::Raft(msgs)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable("store inbox full; raft batch dropped".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => stopped(),
+        })
+    }
+
     /// Creates this store's peer of a region at its initial state (bootstrap). Returns
     /// false when the region already exists here (then nothing changes).
     pub async fn create_region(&self, region: Region) -> Result<bool, String> {

@@ -118,7 +118,14 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
 
     /// Sends `req` and waits at most `timeout` for the whole call, connecting first if needed.
     pub async fn call(&self, req: Req, timeout: Duration) -> Result<Resp, RpcError> {
-        let addr = &self.inner.addr;
+        self.start(req, timeout).await?.reply().await
+    }
+
+    /// Queues `req` on the connection (connecting first if needed) and returns the call
+    /// without waiting for its reply. Requests started one after another from one task go on
+    /// the wire in that order, so a caller can keep several calls in flight on one
+    /// connection and still have them arrive in order. `timeout` bounds the whole call.
+    pub async fn start(&self, req: Req, timeout: Duration) -> Result<PendingCall<Req, Resp>, RpcError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let conn = self.connection(deadline).await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -129,26 +136,9 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
         if conn.tx.send(Bytes::from(bytes)).await.is_err() {
             conn.pending.lock().expect("pending lock").remove(&id);
             self.drop_connection(&conn).await;
-            return Err(RpcError::ConnectionLost { addr: addr.clone() });
+            return Err(RpcError::ConnectionLost { addr: self.inner.addr.clone() });
         }
-        match tokio::time::timeout(remaining(deadline), reply_rx).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => {
-                self.drop_connection(&conn).await;
-                trace::record("rpc.lost", addr.as_bytes());
-                Err(RpcError::ConnectionLost { addr: addr.clone() })
-            }
-            Err(_) => {
-                conn.pending.lock().expect("pending lock").remove(&id);
-                // Nothing at all came back on this connection while we waited: treat it as
-                // dead, so a peer that restarted behind a partition gets a fresh connection.
-                if conn.replies.load(Ordering::Relaxed) == replies_before {
-                    self.drop_connection(&conn).await;
-                }
-                trace::record("rpc.timeout", addr.as_bytes());
-                Err(RpcError::Timeout { addr: addr.clone(), after_ms: timeout.as_millis() as u64 })
-            }
-        }
+        Ok(PendingCall { client: self.clone(), conn, id, reply_rx, replies_before, deadline, timeout })
     }
 
     async fn drop_connection(&self, conn: &Arc<Connection<Resp>>) {
@@ -184,6 +174,43 @@ impl<Req: Message, Resp: Message> RpcClient<Req, Resp> {
         let conn = Arc::new(Connection::start(stream, addr.clone()));
         *slot = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+/// A request that is on its way: [`PendingCall::reply`] waits for the answer.
+pub struct PendingCall<Req, Resp> {
+    client: RpcClient<Req, Resp>,
+    conn: Arc<Connection<Resp>>,
+    id: u64,
+    reply_rx: oneshot::Receiver<Resp>,
+    replies_before: u64,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
+impl<Req: Message, Resp: Message> PendingCall<Req, Resp> {
+    /// Waits for the reply until the call's deadline.
+    pub async fn reply(self) -> Result<Resp, RpcError> {
+        let PendingCall { client, conn, id, reply_rx, replies_before, deadline, timeout } = self;
+        let addr = &client.inner.addr;
+        match tokio::time::timeout(remaining(deadline), reply_rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => {
+                client.drop_connection(&conn).await;
+                trace::record("rpc.lost", addr.as_bytes());
+                Err(RpcError::ConnectionLost { addr: addr.clone() })
+            }
+            Err(_) => {
+                conn.pending.lock().expect("pending lock").remove(&id);
+                // Nothing at all came back on this connection while we waited: treat it as
+                // dead, so a peer that restarted behind a partition gets a fresh connection.
+                if conn.replies.load(Ordering::Relaxed) == replies_before {
+                    client.drop_connection(&conn).await;
+                }
+                trace::record("rpc.timeout", addr.as_bytes());
+                Err(RpcError::Timeout { addr: addr.clone(), after_ms: timeout.as_millis() as u64 })
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ mod codec;
 mod mux;
 mod server;
 
-pub use client::{RpcClient, RpcError};
+pub use client::{PendingCall, RpcClient, RpcError};
 #[cfg(not(madsim))]
 pub use mux::serve_mux;
 pub use server::{serve, serve_connection};

@@ -99,10 +99,13 @@ where
                 break;
             }
         };
-        let handler = handler.clone();
+        // The handler is called here, in frame order, and only its future runs as a task:
+        // whatever a handler does before its first await (the store queueing raft batches)
+        // happens in the order the peer sent the requests.
+        let reply = handler(envelope.body);
         let tx = tx.clone();
         tokio::spawn(async move {
-            let body = handler(envelope.body).await;
+            let body = reply.await;
             match encode(&Envelope { id: envelope.id, body }) {
                 Ok(bytes) => {
                     let _ = tx.send(Bytes::from(bytes)).await;

@@ -8,24 +8,39 @@ use keel_txn::TxnService;
 use keel_types::error::InvalidArgument;
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
 use keel_types::{Clock, Region, RegionError};
+use std::future::Future;
 use std::sync::Arc;
 
 /// Answers one store request (and records its latency per method).
-pub async fn handle(
+///
+/// Raft messages are handed to the store loop right here, when the connection's reader
+/// calls this for the request, not when the returned future first runs: the reader takes
+/// a connection's requests in order, while the futures run as separate tasks in any order,
+/// so only this keeps one peer's pipelined raft batches in the order they were sent.
+pub fn handle(
     store: StoreHandle,
     pd: PdClient,
     txn: Arc<TxnService>,
     clock: Clock,
     req: StoreRequest,
-) -> StoreResult {
+) -> impl Future<Output = StoreResult> {
     let method = req.method();
     let start = tokio::time::Instant::now();
-    let result = dispatch(store, pd, txn, clock, req).await;
-    keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
-    if result.is_err() {
-        keel_metrics::RPC_ERRORS.with_label_values(&[method]).inc();
+    let raft_or_other = match req {
+        StoreRequest::Raft(msgs) => Ok(store.try_raft(msgs).map(|()| StoreResponse::Ack)),
+        other => Err(other),
+    };
+    async move {
+        let result = match raft_or_other {
+            Ok(queued) => queued,
+            Err(req) => dispatch(store, pd, txn, clock, req).await,
+        };
+        keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
+        if result.is_err() {
+            keel_metrics::RPC_ERRORS.with_label_values(&[method]).inc();
+        }
+        result
     }
-    result
 }
 
 async fn dispatch(
@@ -36,7 +51,7 @@ async fn dispatch(
     req: StoreRequest,
 ) -> StoreResult {
     match req {
-        StoreRequest::Raft(msgs) => store.raft(msgs).await.map(|()| StoreResponse::Ack),
+        StoreRequest::Raft(msgs) => store.try_raft(msgs).map(|()| StoreResponse::Ack),
         StoreRequest::Raw { ctx, cmd } => raw::handle(&store, ctx, cmd, clock.now_ms()).await.map(StoreResponse::Raw),
         StoreRequest::SplitRegion { ctx, key } => split(&store, &pd, ctx, key).await,
         StoreRequest::Txn { ctx, cmd } => txn.handle(&store, ctx, cmd, clock.now_ms()).await.map(StoreResponse::Txn),

@@ -1,6 +1,11 @@
 //! Raft traffic between stores: one bounded queue and one sender task per destination
 //! store, so a slow or partitioned store never holds up the store loop or the others.
 //! Messages that do not fit are dropped — raft retransmits.
+//!
+//! The sender keeps up to [`RAFT_CALLS_IN_FLIGHT_MAX`] batches on the wire at once instead of
+//! waiting for each batch's ack before sending the next: on one connection, and queued by
+//! one task, they arrive in the order they were sent (the receiving store queues raft
+//! batches in arrival order, see `service::handle`).
 
 use keel_client::PdClient;
 use keel_raftstore::Transport;
@@ -10,7 +15,7 @@ use keel_types::StoreId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// Raft batches queued per destination store before new ones are dropped.
 const QUEUED_BATCHES_MAX: usize = 256;
@@ -18,6 +23,8 @@ const QUEUED_BATCHES_MAX: usize = 256;
 const RAFT_CALL_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Envelopes merged into one RPC at most.
 const ENVELOPES_PER_CALL_MAX: usize = 1024;
+/// Raft RPCs to one store awaiting their ack at once.
+const RAFT_CALLS_IN_FLIGHT_MAX: usize = 8;
 
 /// The production raft transport: resolves store addresses through PD.
 pub struct RpcTransport {
@@ -48,6 +55,7 @@ impl Transport for RpcTransport {
 
 async fn sender(pd: PdClient, to: StoreId, mut rx: mpsc::Receiver<Vec<RaftEnvelope>>) {
     let mut client: Option<RpcClient<StoreRequest, StoreResult>> = None;
+    let in_flight = Arc::new(Semaphore::new(RAFT_CALLS_IN_FLIGHT_MAX));
     while let Some(mut batch) = rx.recv().await {
         while batch.len() < ENVELOPES_PER_CALL_MAX {
             match rx.try_recv() {
@@ -66,12 +74,23 @@ async fn sender(pd: PdClient, to: StoreId, mut rx: mpsc::Receiver<Vec<RaftEnvelo
             continue;
         }
         let timeout = if keel_types::buggify!(0.1) { RAFT_CALL_TIMEOUT / 20 } else { RAFT_CALL_TIMEOUT };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let rpc = client.as_ref().expect("resolved above");
-        if let Err(err) = rpc.call(StoreRequest::Raft(batch), timeout).await {
-            tracing::debug!(store = to, %err, "raft send failed");
-            if !err.outcome_unknown() {
-                // Unreachable: the store may have moved; resolve again next time.
-                client = None;
+        match rpc.start(StoreRequest::Raft(batch), timeout).await {
+            Ok(call) => {
+                tokio::spawn(async move {
+                    if let Err(err) = call.reply().await {
+                        tracing::debug!(store = to, %err, "raft send failed");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                tracing::debug!(store = to, %err, "raft send failed");
+                if !err.outcome_unknown() {
+                    // Unreachable: the store may have moved; resolve again next time.
+                    client = None;
+                }
             }
         }
     }

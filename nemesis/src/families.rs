@@ -80,6 +80,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("pd-restart", "kill and restart PD"),
     ("power", "power loss: every store crashes at the same instant (each disk keeps a torn tail of unsynced writes), then all restart"),
     ("pause", "freeze a store, a region's leader or PD (a long GC pause), then resume it"),
+    ("suspend", "suspend a store's VM, often a region leader's: frozen, and its monotonic clock stops too, so on resume its raft timers carry on as if no time had passed (a leader reaches the other stores only a while after it resumes)"),
     ("partition", "random halves, isolating one node, or a one-way cut"),
     ("isolate-leader", "cut off the store that leads a region (asks PD who leads)"),
     ("isolate-pd", "cut PD off from everyone"),
@@ -89,6 +90,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("loss", "network-wide packet loss"),
     ("latency", "network-wide latency spike"),
     ("skew", "a node's clock runs ahead or behind, or jumps"),
+    ("slow-clock", "a store's clock source runs slow (5-50% of true speed) for a while, often a region leader's: its raft ticks, elections and check-quorum come late (NTP keeps its wall clock right; its monotonic clock falls behind)"),
     ("disk-fail", "a store's next sync fails: its store loop stops; the nemesis restarts it"),
     ("slow-sync", "a store's disk syncs slowly (each sync stalls its store loop 5-400 ms) for a while"),
     ("corrupt", "flip a bit in a record on a store's disk: reading it stops the store (checksums); later the store is stopped, its disk checked and, if bad, replaced; its replicas are rebuilt from their peers (at most a minority of stores per run)"),
@@ -104,6 +106,7 @@ pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
         "pd-restart" => Box::new(Kill { rng, pd_only: true }),
         "power" => Box::new(Power { rng }),
         "pause" => Box::new(Pause { rng }),
+        "suspend" => Box::new(Suspend { rng }),
         "partition" => Box::new(Partition { rng }),
         "isolate-leader" => Box::new(IsolateLeader { rng }),
         "isolate-pd" => Box::new(IsolatePd { rng }),
@@ -113,6 +116,7 @@ pub fn build(name: &str, rng: ChaCha8Rng) -> Option<Box<dyn Family>> {
         "loss" => Box::new(Loss { rng }),
         "latency" => Box::new(Latency { rng }),
         "skew" => Box::new(Skew { rng }),
+        "slow-clock" => Box::new(SlowClock { rng }),
         "disk-fail" => Box::new(DiskFail { rng }),
         "slow-sync" => Box::new(SlowSync { rng }),
         "corrupt" => Box::new(Corrupt { rng, disks_lost: 0 }),
@@ -274,6 +278,59 @@ impl Family for Pause {
                 resources: vec![format!("proc:{node}")],
                 exclusive: false,
                 tail: None,
+            })
+        })
+    }
+}
+
+/// A suspended VM (or host): unlike a process pause, its monotonic clock does not count the
+/// suspended time (Linux's CLOCK_MONOTONIC stops in suspend), so a leader wakes up with its
+/// election and check-quorum timers where they were — it still believes it leads for up to
+/// an election timeout, while the others elected a new leader and took writes meanwhile.
+struct Suspend {
+    rng: ChaCha8Rng,
+}
+
+impl Family for Suspend {
+    fn name(&self) -> &'static str {
+        "suspend"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::ClockRate)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.7) {
+                let keys = target.keys();
+                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
+                target.region_leader(&key).await.filter(|l| !view.busy.contains(l))
+            } else {
+                None
+            };
+            let node = match &leader {
+                Some(leader) => leader.clone(),
+                None => pick(&mut self.rng, &view.free(view.stores.clone()))?,
+            };
+            let mut apply = vec![Action::ClockRate(node.clone(), 0), Action::Pause(node.clone())];
+            let undo = vec![Action::ClockRate(node.clone(), 1_000), Action::Resume(node.clone())];
+            let resources = vec![format!("proc:{node}"), format!("clock-rate:{node}")];
+            let hold = ms(&mut self.rng, 1_000, 4_000);
+            let Some(leader) = leader else {
+                let label = format!("suspend/node {node}");
+                return Some(Fault { label, apply, undo, hold, resources, exclusive: false, tail: None });
+            };
+            // As with a paused leader: the other stores reach it only a while after it wakes.
+            let links: Vec<(String, String)> =
+                view.stores.iter().filter(|s| **s != leader).map(|s| (s.clone(), leader.clone())).collect();
+            apply.insert(0, Action::Cut(links.clone()));
+            Some(Fault {
+                label: format!("suspend/leader {leader}"),
+                apply,
+                undo,
+                hold,
+                resources,
+                exclusive: false,
+                tail: Some((ms(&mut self.rng, 200, 1_500), vec![Action::Uncut(links)])),
             })
         })
     }
@@ -534,6 +591,47 @@ impl Family for Skew {
                 undo: vec![Action::Clock(node.clone(), 0)],
                 hold: hold(rng, 1_000, 10_000),
                 resources: vec![format!("clock:{node}")],
+                exclusive: false,
+                tail: None,
+            })
+        })
+    }
+}
+
+/// A store whose clock source runs slow. A leader's lease, if it trusted its own clock,
+/// would outlast the election its followers hold meanwhile; ReadIndex must not care.
+struct SlowClock {
+    rng: ChaCha8Rng,
+}
+
+impl Family for SlowClock {
+    fn name(&self) -> &'static str {
+        "slow-clock"
+    }
+    fn needs(&self) -> Option<Capability> {
+        Some(Capability::ClockRate)
+    }
+    fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
+        Box::pin(async move {
+            // Mostly a region's leader: the replica whose sense of time matters most.
+            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.7) {
+                let keys = target.keys();
+                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
+                target.region_leader(&key).await
+            } else {
+                None
+            };
+            let node = match leader {
+                Some(leader) => leader,
+                None => pick(&mut self.rng, &view.stores)?,
+            };
+            let permille = self.rng.gen_range(50..=500);
+            Some(Fault {
+                label: format!("slow-clock/{node} at {permille}/1000"),
+                apply: vec![Action::ClockRate(node.clone(), permille)],
+                undo: vec![Action::ClockRate(node.clone(), 1_000)],
+                hold: hold(&mut self.rng, 2_000, 8_000),
+                resources: vec![format!("clock-rate:{node}")],
                 exclusive: false,
                 tail: None,
             })

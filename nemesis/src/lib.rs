@@ -354,6 +354,7 @@ async fn apply_one(target: &mut dyn Target, action: &Action, clogged: &mut BTree
         Action::Loss(rate) => target.set_packet_loss(*rate),
         Action::Latency(range) => target.set_latency(range.clone()),
         Action::Clock(node, offset) => target.set_clock_offset(node, *offset),
+        Action::ClockRate(node, permille) => target.set_clock_rate(node, *permille),
         Action::FailSync(node) => target.fail_next_sync(node),
         Action::SlowSync(node, stall) => target.set_slow_sync(node, *stall),
         Action::ReplaceCorruptDisk(node) => {

@@ -30,6 +30,8 @@ pub enum Capability {
     Corrupt,
     /// Change the network's per-message latency ([`Target::set_latency`]).
     Latency,
+    /// Make a node's clock run slow ([`Target::set_clock_rate`]).
+    ClockRate,
 }
 
 /// A cluster a nemesis can hurt. Node names are the target's own; storage nodes hold the
@@ -69,6 +71,11 @@ pub trait Target {
     }
     /// Sets a node's wall-clock offset from true (simulated) time.
     fn set_clock_offset(&mut self, node: &str, offset_ms: i64);
+    /// Makes a node's monotonic clock — and everything it paces, raft's ticks among them —
+    /// run at `permille` thousandths of true time (1000: true time again).
+    fn set_clock_rate(&mut self, node: &str, permille: u64) {
+        let _ = (node, permille);
+    }
     /// Makes the node's next disk sync fail: the node must stop and be restarted.
     fn fail_next_sync(&mut self, node: &str) {
         let _ = node;
@@ -146,6 +153,8 @@ pub enum Action {
     Latency(Option<Range<Duration>>),
     /// A node's clock offset, milliseconds.
     Clock(String, i64),
+    /// A node's clock rate, thousandths of true time.
+    ClockRate(String, u64),
     /// The node's next sync fails.
     FailSync(String),
     /// Every sync of the node's disk takes this long (`None`: fast again).

@@ -314,14 +314,24 @@ impl Cluster {
         trace_event!("sim.skew", "{name} {offset_ms}");
     }
 
+    /// Makes node `name`'s monotonic clock, and the raft ticks it paces, run at `permille`
+    /// thousandths of true time.
+    pub fn set_clock_rate(&self, name: &str, permille: u64) {
+        self.node(name).env.clock.set_rate_permille(permille);
+        trace_event!("sim.clock_rate", "{name} {permille}");
+    }
+
     /// Restarts every killed node, resumes paused ones, heals the network, clears loss and
-    /// clock skew: the start of a liveness phase.
+    /// clock skew and rates: the start of a liveness phase.
     pub fn heal_all(&mut self) {
         let names = self.names();
         for name in &names {
             self.resume(name);
             self.restart(name);
             self.skew_clock(name, 0);
+            if self.node(name).env.clock.rate_permille() != keel_types::clock::RATE_PERMILLE_TRUE {
+                self.set_clock_rate(name, keel_types::clock::RATE_PERMILLE_TRUE);
+            }
         }
         self.heal();
         self.set_packet_loss(0.0);

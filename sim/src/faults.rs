@@ -248,7 +248,7 @@ impl Target for SimTarget<'_> {
     fn supports(&self, cap: Capability) -> bool {
         let keel = self.cluster.roles().pd_addr.is_some();
         match cap {
-            Capability::Latency | Capability::FailSync | Capability::SlowSync => true,
+            Capability::Latency | Capability::FailSync | Capability::SlowSync | Capability::ClockRate => true,
             // A replaced disk is rebuilt from its replicas' peers: keel stores only.
             Capability::RegionLeader
             | Capability::Split
@@ -296,6 +296,10 @@ impl Target for SimTarget<'_> {
 
     fn set_clock_offset(&mut self, node: &str, offset_ms: i64) {
         self.cluster.skew_clock(node, offset_ms);
+    }
+
+    fn set_clock_rate(&mut self, node: &str, permille: u64) {
+        self.cluster.set_clock_rate(node, permille);
     }
 
     fn fail_next_sync(&mut self, node: &str) {

@@ -19,6 +19,7 @@ mod removal;
 mod snapshot;
 mod split_check;
 mod store;
+mod ticker;
 
 pub use config::StoreConfig;
 pub use peer_storage::{RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};

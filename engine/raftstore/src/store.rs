@@ -18,13 +18,14 @@ use crate::liveness::StoreLiveness;
 use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
 use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
 use crate::split_check::{middle_key, region_stats};
+use crate::ticker::RaftTicker;
 use crate::ReadView;
 use hibernate::wake_for_work;
 use keel_storage::{CfName, Engine, WriteBatch, WriteOptions};
 use keel_types::codec::encode;
 use keel_types::proto::pd::{Operator, RegionHeartbeat};
 use keel_types::proto::store::{Context, ExtraMessage, PeerCheck, RaftEnvelope, StoreError};
-use keel_types::{trace, trace_event, PeerRole, Region, RegionError, RegionId, StoreId};
+use keel_types::{trace, trace_event, Clock, PeerRole, Region, RegionError, RegionId, StoreId};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::StateRole;
@@ -242,9 +243,10 @@ impl Store {
     }
 
     /// Runs the loop until every handle is dropped (Ok) or the disk fails (Err: the node
-    /// must stop and restart from disk — never carry on after a failed write).
-    pub async fn run(mut self) -> Result<(), String> {
-        let mut ticker = tokio::time::interval(self.cfg.tick_interval);
+    /// must stop and restart from disk — never carry on after a failed write). Raft ticks at
+    /// the rate of the node's `clock` (see [`RaftTicker`]).
+    pub async fn run(mut self, clock: Clock) -> Result<(), String> {
+        let mut ticker = RaftTicker::new(self.cfg.tick_interval, clock);
         loop {
             // `biased`: tokio's select! otherwise picks among ready branches with an RNG
             // madsim does not control (BUGGIFY's skipped rounds made that visible as a

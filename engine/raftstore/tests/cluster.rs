@@ -100,7 +100,7 @@ impl Cluster {
         .expect("load store");
         self.net.handles.lock().unwrap().insert(s, handle);
         self.net.down.lock().unwrap().remove(&s);
-        self.tasks.insert(s, tokio::spawn(store.run()));
+        self.tasks.insert(s, tokio::spawn(store.run(keel_types::Clock::new())));
     }
 
     fn crash(&mut self, s: StoreId, keep_pending: usize) {

@@ -109,7 +109,7 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
     let (store, handle) = Store::load(store_cfg, engine.clone(), RpcTransport::new(pd.clone()), forwarder.clone())
         .map_err(NodeError::Storage)?;
     forwarder.attach(handle.clone());
-    let store_task = tokio::spawn(store.run());
+    let store_task = tokio::spawn(store.run(clock.clone()));
 
     let purge_cfg = if config.test_min { PurgeConfig::test_min() } else { PurgeConfig::production() };
     let purge = raw_ttl_purge::run(handle.clone(), engine.clone(), clock.clone(), purge_cfg);

@@ -47,7 +47,7 @@ async fn start_store() -> StoreHandle {
     let (store, handle) =
         Store::load(StoreConfig::test_min(1), Arc::new(SimEngine::new()), Arc::new(NoTransport), Arc::new(NoPd))
             .expect("load store");
-    tokio::spawn(store.run());
+    tokio::spawn(store.run(keel_types::Clock::new()));
     assert!(handle.create_region(region()).await.unwrap());
     for _ in 0..100 {
         if handle.status().await.iter().any(|r| r.is_leader) {

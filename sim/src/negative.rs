@@ -61,8 +61,8 @@ pub const CASES: &[NegativeCase] = &[
                old one. Without suspend it is barely caught (seeds 1..120: 17, 35, 88): a paused \
                process's clock runs on, so it wakes to a burst of missed ticks and check-quorum \
                deposes it within a few rounds, and a leader only cut off steps down about when \
-               the others elect. First caught at seed 1 (seeds 1..120: 25 caught; with suspend \
-               alone 90)",
+               the others elect. First caught at seed 2 with hibernate-regions off (seed 1 with it \
+               on: seeds 1..120, 25 caught; with suspend alone 90)",
     },
     NegativeCase {
         bug: PlantedBug::PrewriteIgnoresLock,

@@ -59,7 +59,7 @@ fn run(seed: u64) {
     rt.set_time_limit(Duration::from_secs(600));
     rt.block_on(async {
         let mut cluster = Cluster::new();
-        let (pd_addr, stores) = start_cluster(&mut cluster, 3, 3);
+        let (pd_addr, stores) = start_cluster(&mut cluster, 3, 3, false);
         cluster.add_client("client");
         let writes = cluster.spawn_on("client", async move {
             let client = RawClient::connect(vec![pd_addr]).await.expect("connect");

@@ -304,7 +304,7 @@ mod tests {
     fn flags_override_the_file_and_the_file_overrides_defaults() {
         let file = parse_server(
             "pd-endpoints = [\"10.0.0.1:2379\"]\naddr = \"10.0.0.2:20160\"\ndata-dir = \"/file\"\nlabels = { zone = \"z\" }\n\
-             hibernate-regions = false\n",
+             hibernate-regions = true\n",
         )
         .unwrap();
         let matches = Cli::command().get_matches_from(["x", "--addr", "127.0.0.1:1", "--labels", "host=h"]);
@@ -314,11 +314,11 @@ mod tests {
         assert_eq!(args.labels, vec!["host=h".to_string()], "flag wins");
         assert_eq!(args.pd, vec!["10.0.0.1:2379".to_string()], "file fills what no flag set");
         assert_eq!(args.data_dir, PathBuf::from("/file"), "file beats the default");
-        assert!(!args.hibernate_regions, "file beats the default");
-        let matches = Cli::command().get_matches_from(["x", "--hibernate-regions", "true"]);
+        assert!(args.hibernate_regions, "file beats the default");
+        let matches = Cli::command().get_matches_from(["x", "--hibernate-regions", "false"]);
         let mut args = Cli::from_arg_matches(&matches).unwrap().server;
-        merge_server(&mut args, parse_server("hibernate-regions = false").unwrap(), &matches);
-        assert!(args.hibernate_regions, "flag wins");
+        merge_server(&mut args, parse_server("hibernate-regions = true").unwrap(), &matches);
+        assert!(!args.hibernate_regions, "flag wins");
     }
 
     #[test]

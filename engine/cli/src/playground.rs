@@ -61,7 +61,7 @@ pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
             data_dir: args.data_dir.join(format!("store-{}", i + 1)),
             labels: vec![format!("host=h{}", i + 1)],
             status_addr: format!("127.0.0.1:{}", STATUS_PORT_BASE + i as u16),
-            hibernate_regions: true,
+            hibernate_regions: false,
         };
         tasks.push(tokio::spawn(start_server(server, false)));
     }

@@ -56,7 +56,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:20180")]
     pub status_addr: String,
     /// Let idle regions stop ticking raft until work, a message or a lost store wakes them.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub hibernate_regions: bool,
 }
 

@@ -33,7 +33,9 @@ pub struct NodeConfig {
     pub test_min: bool,
     /// Interval between store heartbeats to PD.
     pub store_heartbeat_interval: Duration,
-    /// Let idle regions sleep ([`StoreConfig::hibernate_regions`]).
+    /// Let idle regions sleep ([`StoreConfig::hibernate_regions`]). Off by default: with it on,
+    /// register seed 27 under the suspend fault reads a stale value (not linearizable); the
+    /// cause is not yet known (ci/seeds.toml keeps the seed).
     pub hibernate_regions: bool,
 }
 
@@ -48,7 +50,7 @@ impl NodeConfig {
             labels: vec![],
             test_min: false,
             store_heartbeat_interval: Duration::from_secs(10),
-            hibernate_regions: true,
+            hibernate_regions: false,
         }
     }
 }

@@ -53,7 +53,7 @@ where
     PF: Future<Output = TransactionStats> + Send + 'static,
 {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, false);
     cluster.set_workload_keys(keys);
     cluster.add_client("setup");
     let pd = pd_addr.clone();

@@ -21,7 +21,7 @@ const SPLIT_PASSES: usize = 3;
 /// Runs the benchmark.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, _) = start_cluster(&mut cluster, STORES, STORES);
+    let (pd_addr, _) = start_cluster(&mut cluster, STORES, STORES, true);
     cluster.add_client("loader");
     let target = cfg.regions.max(1);
     let cpu = cpu_ms();

@@ -36,8 +36,9 @@ pub(crate) fn store_port(disk: &keel_storage::SimEngine) -> u16 {
 }
 
 /// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
-/// address and the store names.
-pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (String, Vec<String>) {
+/// address and the store names. `hibernate` lets idle regions sleep (the server's
+/// hibernate-regions, off by default while register seed 27 under suspend fails with it).
+pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, hibernate: bool) -> (String, Vec<String>) {
     let pd = cluster.add_node("pd", move |env| async move {
         let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
         let mut config = PdConfig::test_min(env.addr(PD_PORT));
@@ -57,6 +58,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize) -> (
             async move {
                 let mut config = NodeConfig::new(env.addr(store_port(&env.disk)), vec![pd_addr]);
                 config.test_min = true;
+                config.hibernate_regions = hibernate;
                 config.store_heartbeat_interval = Duration::from_secs(1);
                 if let Err(e) = run_node(config, Arc::new(env.disk.clone()), env.clock.clone()).await {
                     tracing::warn!(%e, "store stopped");
@@ -97,7 +99,7 @@ pub(crate) fn spawn_processes(
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, false);
     cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
     let (history, progress, stop, tasks) = spawn_processes(&mut cluster, &pd_addr, PROCESSES);
 

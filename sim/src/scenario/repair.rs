@@ -40,7 +40,7 @@ const QUIET_STRETCH: Duration = Duration::from_secs(20);
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3);
+    let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3, false);
     cluster.add_client("observer");
     let pd = PdClient::new(vec![pd_addr.clone()]);
     let state = SharedSet::default();

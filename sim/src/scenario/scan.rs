@@ -23,7 +23,7 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES);
+    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES, false);
     // Split, transfer and membership faults aim at keys spread over the processes' ranges.
     cluster.set_workload_keys(
         (0..PROCESSES).flat_map(|p| (0..10).map(move |n| set_key(p, n * 100).into_bytes())).collect(),

@@ -556,9 +556,19 @@ impl Peer {
         Ok(Ok(CmdResult::ConfChange(region)))
     }
 
+    /// Answers the proposals that entry `(index, term)`, just applied, decides.
+    ///
+    /// The queue is in proposal order, which is `(term, index)` order — not index order: a
+    /// leader that lost its leadership with proposals still queued (its uncommitted tail
+    /// truncated by the next leader) and then won again proposes at indexes at or below the
+    /// old ones. So every proposal up to `(term, index)` in that order is decided here, as
+    /// TiKV's `pop_normal`; comparing indexes alone left the new term's proposals stuck
+    /// behind the old term's, to be answered `StaleCommand` long after they had applied
+    /// (register seed 27 under suspend: a CAS that took effect was retried and reported
+    /// failed).
     fn answer(&mut self, index: u64, term: u64, outcome: Option<ApplyOutcome>, effects: &mut ApplyEffects) {
         while let Some(p) = self.proposals.front() {
-            if p.index > index {
+            if (p.term, p.index) > (term, index) {
                 break;
             }
             let p = self.proposals.pop_front().expect("front exists");
@@ -568,9 +578,18 @@ impl Peer {
                     Some(Err(e)) => Err(e.clone().into()),
                     None => Err(RegionError::StaleCommand.into()),
                 }
-            } else {
-                // Another entry took this index: the proposal was certainly not committed.
+            } else if p.index >= index {
+                // The committed log holds an entry of term `term` or later at `p.index` (terms
+                // never decrease along the log), not this proposal of an earlier term.
                 Err(RegionError::StaleCommand.into())
+            } else {
+                // Its index went by without deciding it: a snapshot covered it (it may well
+                // have been committed), or an entry of an earlier term than its own was
+                // applied there. This replica cannot tell which.
+                Err(StoreError::OutcomeUnknown(format!(
+                    "proposal {}/{} undecided: its index went by in a snapshot or under an entry of an earlier term",
+                    p.index, p.term
+                )))
             };
             effects.replies.push((p.reply, result));
         }

@@ -12,7 +12,7 @@ use crate::ReadView;
 use hibernate::Hibernation;
 use keel_storage::WriteBatch;
 use keel_types::codec::{decode, encode};
-use keel_types::proto::store::StoreError;
+use keel_types::proto::store::{RaftEnvelope, StoreError};
 use keel_types::trace_event;
 use keel_types::{Peer as PeerMeta, PeerRole, Region, RegionError, RegionId};
 use protobuf::Message as _;
@@ -285,6 +285,24 @@ impl Peer {
     /// The region id.
     pub fn region_id(&self) -> RegionId {
         self.raw.store().region.id
+    }
+
+    /// An envelope from this replica to `to` carrying the raft `message` (empty for the side
+    /// channels: a removed replica's probe, hibernation requests), under the region's current
+    /// epoch and range.
+    pub fn envelope_to(&self, to: PeerMeta, message: Vec<u8>) -> RaftEnvelope {
+        let region = self.region();
+        RaftEnvelope {
+            region_id: region.id,
+            from_peer: self.meta,
+            to_peer: to,
+            region_epoch: region.epoch,
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            message,
+            check: None,
+            extra: None,
+        }
     }
 
     /// The region as this replica knows it.

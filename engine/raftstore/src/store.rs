@@ -986,21 +986,9 @@ impl Store {
         let mut envs = Vec::new();
         for (region_id, msgs) in outbox {
             let Some(peer) = self.peers.get(&region_id) else { continue };
-            let region = peer.region();
             for msg in msgs {
                 let Some(to) = peer.find_peer(msg.to) else { continue };
-                let message = msg.write_to_bytes().expect("raft message encodes");
-                envs.push(RaftEnvelope {
-                    region_id,
-                    from_peer: peer.meta,
-                    to_peer: to,
-                    region_epoch: region.epoch,
-                    start_key: region.start_key.clone(),
-                    end_key: region.end_key.clone(),
-                    message,
-                    check: None,
-                    extra: None,
-                });
+                envs.push(peer.envelope_to(to, msg.write_to_bytes().expect("raft message encodes")));
             }
         }
         self.send_envelopes(envs);
@@ -1020,18 +1008,7 @@ impl Store {
 
 /// A removed replica's question to peer `to` of its region: which configuration it applied.
 fn probe(peer: &Peer, to: keel_types::Peer) -> RaftEnvelope {
-    let region = peer.region();
-    RaftEnvelope {
-        region_id: region.id,
-        from_peer: peer.meta,
-        to_peer: to,
-        region_epoch: region.epoch,
-        start_key: region.start_key.clone(),
-        end_key: region.end_key.clone(),
-        message: Vec::new(),
-        check: Some(PeerCheck::Removed),
-        extra: None,
-    }
+    RaftEnvelope { check: Some(PeerCheck::Removed), ..peer.envelope_to(to, Vec::new()) }
 }
 
 /// Entries a follower may lag the commit index before PD counts it as pending.

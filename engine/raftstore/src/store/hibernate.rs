@@ -96,16 +96,5 @@ pub(super) fn wake_for_work(peer: &mut Peer, active: &mut BTreeSet<RegionId>) {
 
 /// An envelope carrying `extra` from `peer` to `to`.
 fn extra_envelope(peer: &Peer, to: PeerMeta, extra: ExtraMessage) -> RaftEnvelope {
-    let region = peer.region();
-    RaftEnvelope {
-        region_id: region.id,
-        from_peer: peer.meta,
-        to_peer: to,
-        region_epoch: region.epoch,
-        start_key: region.start_key.clone(),
-        end_key: region.end_key.clone(),
-        message: vec![],
-        check: None,
-        extra: Some(extra),
-    }
+    RaftEnvelope { extra: Some(extra), ..peer.envelope_to(to, Vec::new()) }
 }

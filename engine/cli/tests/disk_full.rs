@@ -82,7 +82,10 @@ fn full_disk_stops_the_store_cleanly_and_keeps_acknowledged_writes() {
     let mut store = Proc::start(args, log_path.clone());
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let client = rt.block_on(RawClient::connect(vec![cluster.pd_addr.clone()])).expect("connect");
+    let client = rt.block_on(RawClient::connect(vec![cluster.pd_addr.clone()])).unwrap_or_else(|e| {
+        let pd_log = std::fs::read_to_string(dir.path().join("pd.log")).unwrap_or_default();
+        panic!("connect: {e}; pd log:\n{pd_log}")
+    });
     let started = Instant::now();
     let mut acked = 0u64;
     let status = loop {

@@ -7,15 +7,34 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a fresh cluster may take to elect and serve its first write.
 pub const READY_MAX: Duration = Duration::from_secs(60);
 
-/// `n` distinct free loopback ports (bound together, then released).
+/// Every port [`free_ports`] has handed out in this test process.
+static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// `n` distinct free loopback ports, none handed out before in this process. A port is free
+/// when bound, but the process it is meant for binds it later: without the record, a second
+/// call made before that process started listening could get the same port back from the
+/// kernel (CI once gave a store the port its PD was about to bind; the PD exited and the test
+/// saw "connection refused").
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+    let mut handed_out = HANDED_OUT.lock().expect("port record");
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind :0");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// One `keel` process that can be killed and restarted with the same arguments.

@@ -420,10 +420,17 @@ impl Peer {
         }
     }
 
-    /// Answers every waiting proposal and read with `err` (the replica is going away).
+    /// Answers every waiting proposal and read: the replica is going away. A read gets `err`
+    /// (it changed nothing). A proposal's outcome is unknown: it is in the log, and the rest
+    /// of the region may have committed and applied it while this replica, cut off, never
+    /// learnt of it before it was found removed. A region error says "did not apply, retry":
+    /// a CAS answered so was retried and could be reported failed although it had applied.
     pub fn fail_pending(&mut self, err: RegionError) {
+        let region_id = self.region_id();
         for p in self.proposals.drain(..) {
-            let _ = p.reply.send(Err(err.clone().into()));
+            let reason =
+                format!("proposal {}/{} undecided: region {region_id}'s replica was destroyed", p.index, p.term);
+            let _ = p.reply.send(Err(StoreError::OutcomeUnknown(reason)));
         }
         for (_, w) in std::mem::take(&mut self.waiting_reads) {
             let _ = w.reply.send(Err(err.clone().into()));

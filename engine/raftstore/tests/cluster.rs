@@ -502,3 +502,69 @@ fn an_idle_region_sleeps_wakes_for_work_and_elects_when_its_leader_store_dies() 
         });
     }
 }
+
+/// A leader's write reaches the other replicas, but the leader is cut off before it hears
+/// that the write committed. The others elect a leader, which commits and applies the write
+/// and then removes the old leader's replica; that replica is destroyed (PD says it is stale)
+/// without ever applying the write. It can never tell the client the write applied, but it
+/// must not say it did not: it answered a region error (RegionNotFound), clients took that
+/// for "did not apply" and retried, and a CAS that had applied was reported failed.
+#[test]
+fn a_write_its_destroyed_replica_never_applied_is_answered_outcome_unknown() {
+    use keel_types::proto::pd::Operator;
+    use protobuf::Message as _;
+    use raft::eraftpb::MessageType;
+    for seed in 1..4 {
+        sim(seed, move || async move {
+            let c = Cluster::new().await;
+            c.put(b"before", b"v").await;
+            let old = c.leader().await;
+            let survivors: Vec<StoreId> = (1..=3).filter(|s| *s != old).collect();
+            // The leader hears no append acknowledgement: its write reaches every log but
+            // never commits there (heartbeat answers still keep it leading).
+            *c.net.filter.lock().unwrap() = Some(Box::new(move |to, env| {
+                to == old
+                    && raft::eraftpb::Message::parse_from_bytes(&env.message)
+                        .is_ok_and(|m| m.get_msg_type() == MessageType::MsgAppendResponse)
+            }));
+            let (h, ctx) = (c.handle(old), c.current_ctx(old).await);
+            let body = CmdBody::Write(vec![Request::Put { cf: CfName::Raw, key: b"k".to_vec(), value: b"v".to_vec() }]);
+            let answer = tokio::spawn(async move { h.propose(ctx, body).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Then it is cut off; the others elect a leader, which commits the write.
+            *c.net.filter.lock().unwrap() = Some(Box::new(move |to, env| to == old || env.from_peer.store_id == old));
+            let leads = |s: StoreId| {
+                let h = c.handle(s);
+                async move { h.status().await[0].is_leader }
+            };
+            wait_until("a survivor leads and the old leader stepped down", || async {
+                (leads(survivors[0]).await || leads(survivors[1]).await) && !leads(old).await
+            })
+            .await;
+            let new = if leads(survivors[0]).await { survivors[0] } else { survivors[1] };
+            assert_eq!(c.get(b"k").await, Some(b"v".to_vec()), "the write did not apply (seed {seed})");
+            assert!(c.handle(old).status().await[0].applied_index < c.handle(new).status().await[0].applied_index);
+            // The new leader removes the old leader's replica, which PD then finds stale.
+            let removed = Peer { id: 10 + old, store_id: old, role: PeerRole::Voter };
+            c.handle(new).operator(1, Operator::RemovePeer(removed)).await;
+            wait_until("the survivors apply the removal", || async {
+                let mut done = true;
+                for s in &survivors {
+                    done &= c.handle(*s).status().await[0].region.epoch.conf_ver == 2;
+                }
+                done
+            })
+            .await;
+            c.handle(old).destroy_stale_peer(1, removed.id, 2).await;
+            let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .expect("the write was not answered when its replica was destroyed")
+                .unwrap();
+            assert!(c.handle(old).status().await.is_empty(), "the old leader's replica was not destroyed");
+            assert!(
+                matches!(answer, Err(StoreError::OutcomeUnknown(_))),
+                "a write that applied was answered {answer:?} by its destroyed replica"
+            );
+        });
+    }
+}

@@ -33,6 +33,10 @@ const LEADER_SPREAD_MAX: usize = 3;
 /// The final scan (every acknowledged add still there) must complete within this much
 /// simulated time: the cluster is whole by then.
 const FINAL_SCAN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long PD may take to answer one of the observer's questions (it is up and reachable
+/// once the safety phase healed everything); past it, the run is a liveness violation
+/// instead of a wait that only the global time limit ended.
+const PD_ANSWER_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the cluster must stay quiet at the end: no operator running or started, no
 /// region, epoch or leader changed.
 const QUIET_STRETCH: Duration = Duration::from_secs(20);
@@ -63,40 +67,21 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     crate::faults::run(&mut cluster, &["pd".to_string()], &families, until, &mut rng).await;
     cluster.heal_all();
 
-    // One store dies for good: the one holding the most replicas.
-    let regions = observe(&cluster, &pd).await;
-    let victim_id = busiest_store(&regions);
-    let victim = store_name(&cluster, &pd, victim_id).await;
-    cluster.kill(&victim, &mut rng);
-    keel_types::trace_event!("repair.kill", "{victim} (store {victim_id})");
-    let killed_at = Instant::now();
-    let mut violation = None;
-    loop {
-        let regions = observe(&cluster, &pd).await;
-        if regions.iter().all(|r| healthy(r, victim_id)) {
-            break;
-        }
-        if killed_at.elapsed() > REPAIR_DEADLINE {
-            let bad: Vec<String> = regions.iter().filter(|r| !healthy(r, victim_id)).map(describe).collect();
-            violation = Some(format!(
-                "repair: {} regions not whole {REPAIR_DEADLINE:?} after store {victim_id} died: {}",
-                bad.len(),
-                bad.join("; ")
-            ));
-            break;
-        }
-        sleep(Duration::from_secs(1)).await;
-    }
+    let repaired = kill_and_repair(&mut cluster, &pd, &mut rng).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
     }
 
     // Balance converges and then nothing moves.
-    if violation.is_none() {
-        violation = check_converged(&cluster, &pd, victim_id).await;
-    }
-    let final_regions = observe(&cluster, &pd).await;
+    let mut violation = match repaired {
+        Ok(victim_id) => check_converged(&cluster, &pd, victim_id).await.err(),
+        Err(violation) => Some(violation),
+    };
+    let final_regions = observe(&cluster, &pd).await.unwrap_or_else(|e| {
+        violation.get_or_insert(e);
+        Vec::new()
+    });
 
     // Every acknowledged add is still there.
     let (final_state, pd_addr2, pd2) = (state.clone(), pd_addr.clone(), pd.clone());
@@ -118,14 +103,56 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     ScenarioOutcome { ops: s.ops, regions: final_regions.len() as u64, violation, ..Default::default() }
 }
 
-/// PD's view of every region (asked from the observer node).
-async fn observe(cluster: &Cluster, pd: &PdClient) -> Vec<RegionInfo> {
+/// Kills the store holding the most replicas for good and waits until PD's replica checker
+/// has every region whole again on the live stores. Returns the dead store, or the
+/// liveness violation.
+async fn kill_and_repair(cluster: &mut Cluster, pd: &PdClient, rng: &mut ChaCha8Rng) -> Result<StoreId, String> {
+    let victim_id = busiest_store(&observe(cluster, pd).await?);
+    let victim = store_name(cluster, pd, victim_id).await?;
+    cluster.kill(&victim, rng);
+    keel_types::trace_event!("repair.kill", "{victim} (store {victim_id})");
+    let killed_at = Instant::now();
+    loop {
+        let regions = observe(cluster, pd).await?;
+        if regions.iter().all(|r| healthy(r, victim_id)) {
+            return Ok(victim_id);
+        }
+        if killed_at.elapsed() > REPAIR_DEADLINE {
+            let bad: Vec<String> = regions.iter().filter(|r| !healthy(r, victim_id)).map(describe).collect();
+            return Err(format!(
+                "repair: {} regions not whole {REPAIR_DEADLINE:?} after store {victim_id} died: {}",
+                bad.len(),
+                bad.join("; ")
+            ));
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Asks PD `what` from the observer node, retrying failures, for at most
+/// [`PD_ANSWER_DEADLINE`] of simulated time; past it, a liveness violation naming the
+/// question and the last failure.
+async fn ask_pd<T, E, F, Fut>(cluster: &Cluster, pd: &PdClient, what: &'static str, ask: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    E: std::fmt::Display,
+    F: Fn(PdClient) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send,
+{
     let pd = pd.clone();
     cluster
         .spawn_on("observer", async move {
+            let deadline = Instant::now() + PD_ANSWER_DEADLINE;
             loop {
-                if let Ok(regions) = pd.scan_regions(b"", b"", 0).await {
-                    return regions;
+                let last = match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), ask(pd.clone())).await {
+                    Ok(Ok(answer)) => return Ok(answer),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "no answer".to_string(),
+                };
+                if Instant::now() + Duration::from_millis(200) >= deadline {
+                    return Err(format!(
+                        "liveness: PD did not tell the repair scenario's observer {what} within {PD_ANSWER_DEADLINE:?} (last: {last})"
+                    ));
                 }
                 sleep(Duration::from_millis(200)).await;
             }
@@ -134,18 +161,21 @@ async fn observe(cluster: &Cluster, pd: &PdClient) -> Vec<RegionInfo> {
         .expect("observer task")
 }
 
-async fn store_name(cluster: &Cluster, pd: &PdClient, store_id: StoreId) -> String {
-    let pd = pd.clone();
-    let address = cluster
-        .spawn_on("observer", async move { pd.get_store(store_id).await.ok().flatten().map(|s| s.address) })
-        .await
-        .expect("observer task")
-        .expect("the store is registered");
-    cluster
+/// PD's view of every region.
+async fn observe(cluster: &Cluster, pd: &PdClient) -> Result<Vec<RegionInfo>, String> {
+    ask_pd(cluster, pd, "its regions", |pd| async move { pd.scan_regions(b"", b"", 0).await }).await
+}
+
+/// The name of the simulated node that runs store `store_id`.
+async fn store_name(cluster: &Cluster, pd: &PdClient, store_id: StoreId) -> Result<String, String> {
+    let store = ask_pd(cluster, pd, "the store to kill", move |pd| async move { pd.get_store(store_id).await }).await?;
+    let address =
+        store.ok_or_else(|| format!("repair: PD does not know store {store_id}, which holds replicas"))?.address;
+    Ok(cluster
         .names()
         .into_iter()
         .find(|n| address.starts_with(&cluster.env(n).ip.to_string()))
-        .expect("a node with that address")
+        .expect("a node with that address"))
 }
 
 fn busiest_store(regions: &[RegionInfo]) -> StoreId {
@@ -200,36 +230,25 @@ fn shape(regions: &[RegionInfo]) -> Vec<(u64, keel_types::RegionEpoch, Option<u6
 
 /// After load stops: region and leader counts per live store converge within a bound, and
 /// then for [`QUIET_STRETCH`] no operator runs or starts and no region or leader changes.
-async fn check_converged(cluster: &Cluster, pd: &PdClient, dead: StoreId) -> Option<String> {
-    let live: Vec<StoreId> = {
-        let pd = pd.clone();
-        cluster
-            .spawn_on("observer", async move {
-                loop {
-                    if let Ok(stores) = pd.get_all_stores().await {
-                        return stores.iter().filter(|s| s.id != dead).map(|s| s.id).collect();
-                    }
-                    sleep(Duration::from_millis(200)).await;
-                }
-            })
-            .await
-            .expect("observer task")
-    };
+/// Returns the liveness violation if not.
+async fn check_converged(cluster: &Cluster, pd: &PdClient, dead: StoreId) -> Result<(), String> {
+    let stores = ask_pd(cluster, pd, "its stores", |pd| async move { pd.get_all_stores().await }).await?;
+    let live: Vec<StoreId> = stores.iter().filter(|s| s.id != dead).map(|s| s.id).collect();
     let start = Instant::now();
     let mut last;
     loop {
-        let before = observe(cluster, pd).await;
-        let ops_before = operators(cluster, pd).await;
+        let before = observe(cluster, pd).await?;
+        let ops_before = operators(cluster, pd).await?;
         let (replicas, leaders) = per_store(&before, &live);
         if spread(&replicas) <= BALANCE_SPREAD_MAX && spread(&leaders) <= LEADER_SPREAD_MAX && ops_before.in_flight == 0
         {
             sleep(QUIET_STRETCH).await;
-            let after = observe(cluster, pd).await;
-            let ops_after = operators(cluster, pd).await;
+            let after = observe(cluster, pd).await?;
+            let ops_after = operators(cluster, pd).await?;
             if shape(&before) == shape(&after) && ops_after == ops_before {
                 add_stat("final_replica_spread", spread(&replicas) as u64);
                 add_stat("final_leader_spread", spread(&leaders) as u64);
-                return None;
+                return Ok(());
             }
             let old: BTreeMap<u64, String> = before.iter().map(|r| (r.region.id, describe(r))).collect();
             let changed: Vec<String> = after
@@ -250,7 +269,7 @@ async fn check_converged(cluster: &Cluster, pd: &PdClient, dead: StoreId) -> Opt
             );
         }
         if start.elapsed() > REPAIR_DEADLINE {
-            return Some(format!(
+            return Err(format!(
                 "balance: did not settle within {REPAIR_DEADLINE:?} (replica spread at most {BALANCE_SPREAD_MAX}, leader spread at most {LEADER_SPREAD_MAX}, then {QUIET_STRETCH:?} without operators): {last}"
             ));
         }
@@ -258,18 +277,35 @@ async fn check_converged(cluster: &Cluster, pd: &PdClient, dead: StoreId) -> Opt
     }
 }
 
-/// PD's operator status (asked from the observer node).
-async fn operators(cluster: &Cluster, pd: &PdClient) -> OperatorStatus {
-    let pd = pd.clone();
-    cluster
-        .spawn_on("observer", async move {
-            loop {
-                if let Ok(status) = pd.get_operator_status().await {
-                    return status;
-                }
-                sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await
-        .expect("observer task")
+/// PD's operator status.
+async fn operators(cluster: &Cluster, pd: &PdClient) -> Result<OperatorStatus, String> {
+    ask_pd(cluster, pd, "its operator status", |pd| async move { pd.get_operator_status().await }).await
+}
+
+#[cfg(all(test, madsim))]
+mod tests {
+    use super::*;
+
+    /// PD never answers (nothing listens at its address): the observer's question ends as a
+    /// liveness violation once [`PD_ANSWER_DEADLINE`] has passed, not as an endless wait.
+    #[test]
+    fn a_pd_that_never_answers_is_a_liveness_violation() {
+        let run = || {
+            madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default()).block_on(async {
+                let mut cluster = Cluster::new();
+                cluster.add_client("observer");
+                let pd = PdClient::new(vec!["10.0.0.250:2379".to_string()]);
+                let start = Instant::now();
+                let err = observe(&cluster, &pd).await.expect_err("nobody answered");
+                let waited = start.elapsed();
+                assert!(err.starts_with("liveness: ") && err.contains("its regions"), "{err}");
+                assert!(
+                    waited >= PD_ANSWER_DEADLINE - Duration::from_millis(200)
+                        && waited <= PD_ANSWER_DEADLINE + Duration::from_secs(1),
+                    "gave up after {waited:?}"
+                );
+            })
+        };
+        std::thread::spawn(run).join().unwrap();
+    }
 }

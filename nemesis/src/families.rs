@@ -145,6 +145,24 @@ fn pick(rng: &mut ChaCha8Rng, nodes: &[String]) -> Option<String> {
     nodes.choose(rng).cloned()
 }
 
+/// The store that leads the region of a key drawn from the workload's keys (the target's
+/// answer; `None` when it does not know).
+async fn leader_of_random_key(rng: &mut ChaCha8Rng, target: &mut dyn Target) -> Option<String> {
+    let keys = target.keys();
+    let key = keys.choose(rng).cloned().unwrap_or_default();
+    target.region_leader(&key).await
+}
+
+/// With probability `p`, when the target can tell leaders, [`leader_of_random_key`]; `None`
+/// otherwise. Nothing is drawn from `rng` when the target cannot tell.
+async fn sometimes_a_leader(rng: &mut ChaCha8Rng, target: &mut dyn Target, p: f64) -> Option<String> {
+    if target.supports(Capability::RegionLeader) && rng.gen_bool(p) {
+        leader_of_random_key(rng, target).await
+    } else {
+        None
+    }
+}
+
 /// Both directions of every link between the two groups.
 fn cut_between(a: &[String], b: &[String]) -> Vec<(String, String)> {
     let mut links = Vec::new();
@@ -245,13 +263,7 @@ impl Family for Pause {
         Box::pin(async move {
             // Half the time the leader of a region: when it wakes up it still believes it
             // leads (its clock did not tick), while a new leader has taken writes meanwhile.
-            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.5) {
-                let keys = target.keys();
-                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
-                target.region_leader(&key).await.filter(|l| !view.busy.contains(l))
-            } else {
-                None
-            };
+            let leader = sometimes_a_leader(&mut self.rng, target, 0.5).await.filter(|l| !view.busy.contains(l));
             if let Some(leader) = leader {
                 // The paused leader also hears nothing from the other stores until a while
                 // after it wakes up: for that while it still believes it leads, and clients
@@ -300,13 +312,7 @@ impl Family for Suspend {
     }
     fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
-            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.7) {
-                let keys = target.keys();
-                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
-                target.region_leader(&key).await.filter(|l| !view.busy.contains(l))
-            } else {
-                None
-            };
+            let leader = sometimes_a_leader(&mut self.rng, target, 0.7).await.filter(|l| !view.busy.contains(l));
             let node = match &leader {
                 Some(leader) => leader.clone(),
                 None => pick(&mut self.rng, &view.free(view.stores.clone()))?,
@@ -398,9 +404,7 @@ impl Family for IsolateLeader {
     }
     fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
-            let keys = target.keys();
-            let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
-            let leader = target.region_leader(&key).await?;
+            let leader = leader_of_random_key(&mut self.rng, target).await?;
             let others: Vec<String> = view.all().into_iter().filter(|n| *n != leader).collect();
             // Sometimes only from the other stores (clients and PD still reach it: the stale
             // leader keeps receiving requests — the case ReadIndex exists for).
@@ -614,13 +618,7 @@ impl Family for SlowClock {
     fn plan<'a>(&'a mut self, view: &'a View, target: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
             // Mostly a region's leader: the replica whose sense of time matters most.
-            let leader = if target.supports(Capability::RegionLeader) && self.rng.gen_bool(0.7) {
-                let keys = target.keys();
-                let key = keys.choose(&mut self.rng).cloned().unwrap_or_default();
-                target.region_leader(&key).await
-            } else {
-                None
-            };
+            let leader = sometimes_a_leader(&mut self.rng, target, 0.7).await;
             let node = match leader {
                 Some(leader) => leader,
                 None => pick(&mut self.rng, &view.stores)?,

@@ -6,9 +6,10 @@
 //! Each transaction picks its commit protocol at random (2PC, async commit or 1PC), so all
 //! three paths run against each other.
 
+use crate::commit_mode::random_options;
 use crate::history::{History, OpKind};
 use crate::register::Progress;
-use keel_client::{ClientError, Transaction, TransactionClient, TransactionOptions, TransactionStats};
+use keel_client::{ClientError, Transaction, TransactionClient, TransactionStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -82,14 +83,6 @@ pub async fn setup(client: &TransactionClient, cfg: &BankConfig, attempts: u32) 
     Err(last)
 }
 
-fn options(rng: &mut ChaCha8Rng) -> TransactionOptions {
-    match rng.gen_range(0..4) {
-        0 => TransactionOptions { async_commit: true, ..TransactionOptions::default() },
-        1 => TransactionOptions { try_one_pc: true, ..TransactionOptions::default() },
-        _ => TransactionOptions::default(),
-    }
-}
-
 fn outcome(result: &Result<(), ClientError>) -> OpKind {
     match result {
         Ok(()) => OpKind::Ok,
@@ -132,7 +125,7 @@ pub async fn run_process(
             let amount = rng.gen_range(1..=cfg.transfer_max);
             let value = json!({"from": from, "to": to, "amount": amount});
             history.record(process, OpKind::Invoke, "transfer", &Value::Null, value.clone());
-            let result = match client.begin_with_options(options(&mut rng)).await {
+            let result = match client.begin_with_options(random_options(&mut rng)).await {
                 Ok(mut txn) => transfer(&mut txn, &keys[from as usize], &keys[to as usize], amount).await,
                 Err(e) => Err(e),
             };

@@ -8,6 +8,7 @@
 
 pub mod bank;
 pub mod check;
+mod commit_mode;
 pub mod history;
 pub mod list_append;
 pub mod register;

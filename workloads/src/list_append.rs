@@ -4,9 +4,10 @@
 //! longer, so concurrent appends to one key conflict. Checked by jepsen-checker's elle
 //! list-append checker at snapshot isolation (G2-item write skew is allowed).
 
+use crate::commit_mode::random_options;
 use crate::history::{History, OpKind};
 use crate::register::Progress;
-use keel_client::{ClientError, Transaction, TransactionClient, TransactionOptions, TransactionStats};
+use keel_client::{ClientError, Transaction, TransactionClient, TransactionStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -117,11 +118,7 @@ pub async fn run_process(
                 }
             })
             .collect();
-        let options = match rng.gen_range(0..4) {
-            0 => TransactionOptions { async_commit: true, ..TransactionOptions::default() },
-            1 => TransactionOptions { try_one_pc: true, ..TransactionOptions::default() },
-            _ => TransactionOptions::default(),
-        };
+        let options = random_options(&mut rng);
         let invoke = invoke_value(&mops);
         history.record(process, OpKind::Invoke, "txn", &Value::Null, invoke.clone());
         let result = match client.begin_with_options(options).await {

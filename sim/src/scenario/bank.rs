@@ -25,10 +25,9 @@ pub(crate) const PROCESSES: u64 = 32;
 /// After healing, every process must complete an operation within this much simulated time.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 
-/// What a transactional process gets: PD's address, the shared history and progress map,
-/// its id, a seed and the stop flag.
+/// What a transactional process gets besides its connected client: the shared history and
+/// progress map, its id, a seed and the stop flag.
 pub(crate) struct ProcessArgs {
-    pub pd_addr: String,
     pub history: History,
     pub progress: Progress,
     pub process: u64,
@@ -37,7 +36,8 @@ pub(crate) struct ProcessArgs {
 }
 
 /// Runs a transactional workload: `setup` once on a quiet cluster, then `process` on
-/// [`PROCESSES`] client nodes under the nemeses, then the liveness check. Returns the
+/// [`PROCESSES`] client nodes (each with a client connected from its node) under the
+/// nemeses, then the liveness check. Returns the
 /// outcome with the history for `model` and reports the summed transaction counters.
 pub(crate) async fn run_txn_scenario<S, SF, P, PF>(
     cfg: &RunConfig,
@@ -49,7 +49,7 @@ pub(crate) async fn run_txn_scenario<S, SF, P, PF>(
 where
     S: FnOnce(TransactionClient) -> SF + Send + 'static,
     SF: Future<Output = Result<(), String>> + Send + 'static,
-    P: Fn(ProcessArgs) -> PF,
+    P: Fn(TransactionClient, ProcessArgs) -> PF + Clone + Send + Sync + 'static,
     PF: Future<Output = TransactionStats> + Send + 'static,
 {
     let mut cluster = Cluster::new();
@@ -76,16 +76,10 @@ where
         let name = format!("client-{p}");
         cluster.add_client(&name);
         let seed: u64 = madsim::rand::random();
-        let args = ProcessArgs {
-            pd_addr: pd_addr.clone(),
-            history: history.clone(),
-            progress: progress.clone(),
-            process: p,
-            seed,
-            stop: stop.clone(),
-        };
-        // Futures are lazy: the process connects once it runs on its client node.
-        tasks.push(cluster.spawn_on(&name, process(args)));
+        let args =
+            ProcessArgs { history: history.clone(), progress: progress.clone(), process: p, seed, stop: stop.clone() };
+        let (pd, process) = (pd_addr.clone(), process.clone());
+        tasks.push(cluster.spawn_on(&name, async move { process(connect(pd).await, args).await }));
     }
 
     let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
@@ -153,12 +147,8 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         keys,
         CheckModel::Bank { total: bank.total() },
         move |client| async move { setup(&client, &setup_cfg, 50).await.map_err(|e| e.to_string()) },
-        move |a: ProcessArgs| {
-            let bank = bank.clone();
-            async move {
-                let client = connect(a.pd_addr).await;
-                run_process(client, a.history, a.progress, a.process, bank, a.seed, a.stop).await
-            }
+        move |client, a: ProcessArgs| {
+            run_process(client, a.history, a.progress, a.process, bank.clone(), a.seed, a.stop)
         },
     )
     .await

@@ -4,7 +4,7 @@
 //! Liveness after healing and the transaction counters as in the bank scenario.
 
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
-use crate::scenario::bank::{connect, run_txn_scenario, ProcessArgs};
+use crate::scenario::bank::{run_txn_scenario, ProcessArgs};
 use keel_workloads::list_append::{list_key, run_process, ListAppendConfig};
 
 /// Runs the scenario.
@@ -16,13 +16,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
         keys,
         CheckModel::ListAppendSi,
         |_client| async { Ok(()) },
-        move |a: ProcessArgs| {
-            let la = la.clone();
-            async move {
-                let client = connect(a.pd_addr).await;
-                run_process(client, a.history, a.progress, a.process, la, a.seed, a.stop).await
-            }
-        },
+        move |client, a: ProcessArgs| run_process(client, a.history, a.progress, a.process, la.clone(), a.seed, a.stop),
     )
     .await
 }

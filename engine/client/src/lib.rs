@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod lock_backoff;
 mod pd;
 mod raw;
 mod region_cache;

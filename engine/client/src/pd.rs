@@ -152,6 +152,8 @@ struct TsoQueue {
     flushing: bool,
     /// The last timestamp handed to a `get_ts` caller.
     last: Timestamp,
+    /// When `last` arrived from PD.
+    last_at: Option<Instant>,
 }
 
 struct Inner {
@@ -359,6 +361,15 @@ impl PdClient {
         }
     }
 
+    /// The newest timestamp this client got from PD if it arrived at most `max_age` ago: a
+    /// lower bound of "now" for TTL checks that can tolerate being `max_age` late, without
+    /// a round trip. Never use it as a transaction's start or commit timestamp (it is not
+    /// fresh, nor unique).
+    pub fn low_resolution_ts(&self, max_age: Duration) -> Option<Timestamp> {
+        let queue = self.inner.tso.lock().unwrap_or_else(|e| e.into_inner());
+        queue.last_at.filter(|at| at.elapsed() <= max_age).map(|_| queue.last)
+    }
+
     /// One fresh timestamp. Concurrent callers share one `Tso { count }` round trip: the
     /// first caller starts a flusher task that sends everyone waiting in one request and
     /// repeats while callers keep arriving. Timestamps handed out by one client only
@@ -436,6 +447,7 @@ async fn flush_tso(inner: Arc<Inner>) {
                     Err(PdClientError::TsoNotMonotonic { last: queue.last, got: first })
                 } else {
                     queue.last = ts;
+                    queue.last_at = Some(Instant::now());
                     Ok(first)
                 }
             }

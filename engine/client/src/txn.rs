@@ -30,6 +30,7 @@
 //! or, for async commit, a prewrite — got no definite answer; a later read tells).
 
 use crate::error::{ClientError, Result};
+use crate::lock_backoff::LockBackoff;
 use crate::pd::PdClient;
 use crate::raw::{
     check_batch, check_key, check_limit, check_range, check_value, clip_end, next_start, region_bounds, Kind, KvPair,
@@ -53,10 +54,10 @@ pub const LOCK_TTL_MS_DEFAULT: u64 = 3_000;
 const COMMIT_TS_RETRIES_MAX: u32 = 8;
 /// Times a prewrite of one region group resolves the locks it met and tries again.
 const PREWRITE_LOCK_RETRIES_MAX: u32 = 3;
-/// First pause of a reader waiting for a live lock.
-const LOCK_BACKOFF_INITIAL: Duration = Duration::from_millis(20);
-/// Longest pause of a reader waiting for a live lock.
-const LOCK_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How stale the timestamp a lock's TTL is judged by may be: resolving a lock needs "now",
+/// and a recent timestamp saves a PD round trip per lock at the cost of noticing an expired
+/// lock this much later (a lock lives [`LOCK_TTL_MS_DEFAULT`]).
+const NOW_TS_AGE_MAX: Duration = Duration::from_millis(100);
 /// Decided transactions (start_ts → commit_ts) a client remembers, so the many locks of one
 /// decided transaction cost one `CheckTxnStatus`, not one each.
 const DECIDED_CACHE_MAX: usize = 4096;
@@ -212,6 +213,15 @@ impl TransactionClient {
         })
     }
 
+    /// "Now" for TTL checks of other transactions' locks: a timestamp from PD at most
+    /// [`NOW_TS_AGE_MAX`] old (a lock then expires at most that late), else a fresh one.
+    async fn now_ts(&self, op: &'static str) -> Result<Timestamp> {
+        match self.pd().low_resolution_ts(NOW_TS_AGE_MAX) {
+            Some(ts) => Ok(ts),
+            None => self.timestamp(op).await,
+        }
+    }
+
     fn op(&self, name: &'static str, kind: Kind, key: &[u8]) -> Op {
         // Every transactional command is idempotent, so retrying one after an attempt with
         // an unknown outcome is safe: a retry of an applied command answers the same.
@@ -263,27 +273,47 @@ impl TransactionClient {
     /// the caller's commit is already decided, and a lock left behind (the task fails or
     /// the process exits) is resolved by the next reader from the primary's record.
     fn commit_in_background(&self, keys: BTreeSet<Vec<u8>>, start_ts: Timestamp, commit_ts: Timestamp) {
+        self.each_region_in_background("commit", keys, move |keys| TxnCommand::Commit { keys, start_ts, commit_ts });
+    }
+
+    /// [`TransactionClient::each_region`] in a background task, for work whose outcome the
+    /// caller does not wait for: it must not decide anything (a lock it leaves behind is
+    /// settled by the next reader from the primary's record).
+    fn each_region_in_background<F>(&self, name: &'static str, keys: BTreeSet<Vec<u8>>, make: F)
+    where
+        F: Fn(Vec<Vec<u8>>) -> TxnCommand + Send + Sync + 'static,
+    {
         if keys.is_empty() {
             return;
         }
         let client = self.clone();
         tokio::spawn(async move {
-            let _ = client.each_region("commit", &keys, |keys| TxnCommand::Commit { keys, start_ts, commit_ts }).await;
+            let _ = client.each_region(name, &keys, make).await;
         });
     }
 
-    /// Sends `make(keys)` to every region holding some of `keys`, ignoring key errors
-    /// (best effort: commits of secondaries, rollbacks, resolves). Stops at the first
-    /// client error.
+    /// Sends `make(keys)` to every region holding some of `keys`, the regions in parallel,
+    /// ignoring key errors (best effort: commits of secondaries, rollbacks, resolves).
+    /// Returns the first client error.
     async fn each_region<F>(&self, name: &'static str, keys: &BTreeSet<Vec<u8>>, make: F) -> Result<()>
     where
-        F: Fn(Vec<Vec<u8>>) -> TxnCommand,
+        F: Fn(Vec<Vec<u8>>) -> TxnCommand + Sync,
     {
-        let Some(first) = keys.first() else { return Ok(()) };
+        let groups = self.group_by_region(keys).await;
+        let results = futures::future::join_all(groups.into_iter().map(|g| self.each_region_of(name, g, &make))).await;
+        results.into_iter().collect()
+    }
+
+    /// [`TransactionClient::each_region`] for the keys of one region (region by region if
+    /// it split meanwhile).
+    async fn each_region_of<F>(&self, name: &'static str, mut pending: BTreeSet<Vec<u8>>, make: &F) -> Result<()>
+    where
+        F: Fn(Vec<Vec<u8>>) -> TxnCommand + Sync,
+    {
+        let Some(first) = pending.first() else { return Ok(()) };
         let mut op = self.op(name, Kind::Write, first);
-        let mut pending = keys.clone();
         while !pending.is_empty() {
-            let (done, answer) = self.run_group(&mut op, &pending, &make).await?;
+            let (done, answer) = self.run_group(&mut op, &pending, make).await?;
             if let Err(err) = answer {
                 tracing::debug!(op = name, %err, "txn client: key error ignored");
             }
@@ -315,7 +345,12 @@ impl TransactionClient {
         if let Some(commit_ts) = self.decided(lock.start_ts) {
             return self.settle_decided(lock, commit_ts, caller_start_ts).await;
         }
-        let current_ts = self.timestamp("resolve_lock").await?;
+        // A push of a live 2PC primary goes above "now", covering the other readers of the
+        // moment too: worth a fresh timestamp. Otherwise "now" only judges the TTL.
+        let pushes =
+            !lock.use_async_commit && caller_start_ts != Timestamp::ZERO && lock.min_commit_ts <= caller_start_ts;
+        let current_ts =
+            if pushes { self.timestamp("resolve_lock").await? } else { self.now_ts("resolve_lock").await? };
         let expired = current_ts.physical_ms() >= lock.start_ts.physical_ms().saturating_add(lock.ttl_ms);
         let status = self.check_txn_status(lock, caller_start_ts, current_ts, expired, false).await?;
         let Some(status) = status else { return Ok(LockFate::Alive) };
@@ -634,7 +669,7 @@ impl Transaction {
         let client = &self.client;
         let mut op = client.op("txn_get", Kind::Read, pending.first().expect("keys"));
         let mut out = Vec::new();
-        let mut backoff = LOCK_BACKOFF_INITIAL;
+        let mut backoff = LockBackoff::new();
         let start_ts = self.start_ts;
         while !pending.is_empty() {
             let (done, answer) = client
@@ -667,25 +702,27 @@ impl Transaction {
     }
 
     /// Resolves `locks`; backs off when some are alive. `Ok(false)` when the deadline passed.
-    async fn resolve_all(&self, op: &mut Op, locks: &[LockInfo], backoff: &mut Duration) -> Result<bool> {
-        let mut alive = false;
+    async fn resolve_all(&self, op: &mut Op, locks: &[LockInfo], backoff: &mut LockBackoff) -> Result<bool> {
+        let mut alive = BTreeSet::new();
         for (start_ts, fate) in self.client.resolve_locks(locks, self.start_ts).await? {
             match fate {
                 LockFate::Gone => {}
-                LockFate::Alive => alive = true,
+                LockFate::Alive => {
+                    alive.insert(start_ts);
+                }
                 LockFate::Invisible => {
                     self.resolved_locks.lock().unwrap_or_else(|e| e.into_inner()).insert(start_ts);
                 }
             }
         }
-        if alive {
+        if let Some(first) = alive.first() {
             bump(&self.client.counters.lock_waits);
-            op.last = format!("waiting for live locks, e.g. of txn {}", locks[0].start_ts);
-            if op.remaining() <= *backoff {
+            op.last = format!("waiting for live locks, e.g. of txn {first}");
+            let pause = backoff.pause(alive);
+            if op.remaining() <= pause {
                 return Ok(false);
             }
-            tokio::time::sleep(*backoff).await;
-            *backoff = (*backoff * 2).min(LOCK_BACKOFF_MAX);
+            tokio::time::sleep(pause).await;
         }
         Ok(op.remaining() > Duration::from_millis(5))
     }
@@ -723,7 +760,7 @@ impl Transaction {
         let mut op = client.op("txn_scan", Kind::Read, start);
         let mut out = Vec::new();
         let mut cursor = start.to_vec();
-        let mut backoff = LOCK_BACKOFF_INITIAL;
+        let mut backoff = LockBackoff::new();
         let start_ts = self.start_ts;
         loop {
             let want = (limit - out.len()) as u32;
@@ -966,7 +1003,7 @@ impl Transaction {
         let mut op = client.op("prewrite", Kind::Write, &first);
         let mut async_ts = Some(Timestamp::ZERO);
         let mut lock_retries = 0;
-        let mut backoff = LOCK_BACKOFF_INITIAL;
+        let mut backoff = LockBackoff::new();
         let start_ts = self.start_ts;
         while !pending.is_empty() {
             let make = |keys: Vec<Vec<u8>>| {
@@ -1007,8 +1044,10 @@ impl Transaction {
                 lock_retries += 1;
                 // A writer must wait for every live lock, wherever its commit_ts lands.
                 let fates = client.resolve_locks(&locks, Timestamp::ZERO).await?;
-                let alive = fates.iter().any(|(_, fate)| *fate != LockFate::Gone);
-                if lock_retries > PREWRITE_LOCK_RETRIES_MAX || (alive && op.remaining() <= backoff) {
+                let alive: BTreeSet<Timestamp> =
+                    fates.iter().filter(|(_, fate)| *fate != LockFate::Gone).map(|(ts, _)| *ts).collect();
+                let pause = if alive.is_empty() { Duration::ZERO } else { backoff.pause(alive) };
+                if lock_retries > PREWRITE_LOCK_RETRIES_MAX || op.remaining() <= pause {
                     return Err(refusal(
                         &op,
                         format!(
@@ -1018,10 +1057,9 @@ impl Transaction {
                         ),
                     ));
                 }
-                if alive {
+                if pause > Duration::ZERO {
                     bump(&client.counters.lock_waits);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(LOCK_BACKOFF_MAX);
+                    tokio::time::sleep(pause).await;
                 }
                 continue;
             }
@@ -1042,8 +1080,8 @@ impl Transaction {
 
     /// Cleans up after a prewrite phase that did not complete and says what the commit came
     /// to. 2PC: the primary was never committed, so the transaction cannot commit; roll the
-    /// keys back (best effort). Async commit and 1PC: a prewrite with an unknown outcome may
-    /// have completed the transaction, so the outcome stays unknown.
+    /// keys back (best effort, in the background). Async commit and 1PC: a prewrite with an
+    /// unknown outcome may have completed the transaction, so the outcome stays unknown.
     async fn after_failed_prewrite(
         &self,
         err: ClientError,
@@ -1084,7 +1122,12 @@ impl Transaction {
                 }
             }
         }
-        let _ = client.each_region("rollback", keys, |keys| TxnCommand::BatchRollback { keys, start_ts }).await;
+        // The transaction cannot commit any more (2PC: its primary was never committed; async
+        // commit: the primary is rolled back above): report it now, clear its locks behind.
+        client.each_region_in_background("rollback", keys.clone(), move |keys| TxnCommand::BatchRollback {
+            keys,
+            start_ts,
+        });
         match err {
             // A 2PC prewrite whose outcome is unknown never reached the commit point.
             ClientError::OutcomeUnknown { op, attempts, elapsed_ms, reason } => {

@@ -16,25 +16,38 @@ pub const READY_MAX: Duration = Duration::from_secs(60);
 /// Every port [`free_ports`] has handed out in this test process.
 static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
 
-/// `n` distinct free loopback ports, none handed out before in this process. A port is free
-/// when bound, but the process it is meant for binds it later: without the record, a second
-/// call made before that process started listening could get the same port back from the
-/// kernel (CI once gave a store the port its PD was about to bind; the PD exited and the test
-/// saw "connection refused").
+/// Lowest port [`free_ports`] hands out.
+const TEST_PORT_LOW: u16 = 10_000;
+
+/// `n` distinct free loopback ports, none handed out before in this process, all below the
+/// kernel's ephemeral range. A port is free when probed, but the process it is meant for
+/// binds it later; in between, a port from the ephemeral range can be taken by any outgoing
+/// connection on the machine, and a port handed out twice by two processes racing to bind.
+/// CI once saw a PD never listen on its port ("connection refused" for 10 s).
 pub fn free_ports(n: usize) -> Vec<u16> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    assert!(ephemeral_low > TEST_PORT_LOW + 1_000, "ephemeral range starts at {ephemeral_low}: no room below it");
+    let span = u32::from(ephemeral_low - TEST_PORT_LOW);
     let mut handed_out = HANDED_OUT.lock().expect("port record");
-    let mut held = Vec::new();
     let mut ports = Vec::new();
-    while ports.len() < n {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind :0");
-        let port = listener.local_addr().expect("local addr").port();
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            ports.push(port);
+    // Walk from a per-process offset, so test binaries run one after another start apart.
+    let mut next = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = TEST_PORT_LOW + (next % span) as u16;
+        next += 1;
+        if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
-        held.push(listener);
+        handed_out.push(port);
+        ports.push(port);
+        if ports.len() == n {
+            return ports;
+        }
     }
-    ports
+    panic!("only {} free ports between {TEST_PORT_LOW} and {ephemeral_low}", ports.len())
 }
 
 /// One `keel` process that can be killed and restarted with the same arguments.

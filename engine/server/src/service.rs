@@ -33,7 +33,10 @@ pub fn handle(
     async move {
         let result = match raft_or_other {
             Ok(queued) => queued,
-            Err(req) => dispatch(store, pd, txn, clock, req).await,
+            // Boxed: the dispatch future is ~4 KB (the transactional commands' states), and
+            // unboxed it made every request's task that large — raft batches, the bulk of
+            // the traffic, included — all of it copied on every spawn.
+            Err(req) => Box::pin(dispatch(store, pd, txn, clock, req)).await,
         };
         keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
         if result.is_err() {

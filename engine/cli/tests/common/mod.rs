@@ -34,10 +34,9 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     let mut handed_out = HANDED_OUT.lock().expect("port record");
     let mut ports = Vec::new();
     // Walk from a per-process offset, so test binaries run one after another start apart.
-    let mut next = std::process::id().wrapping_mul(7919) % span;
-    for _ in 0..span {
-        let port = TEST_PORT_LOW + (next % span) as u16;
-        next += 1;
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for step in 0..span {
+        let port = TEST_PORT_LOW + ((start + step) % span) as u16;
         if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
             continue;
         }

@@ -374,6 +374,25 @@ impl Peer {
         self.waiting_reads.insert(ctx, WaitingRead { since_tick: self.ticks, version, reply, sent });
     }
 
+    /// A view for computing a write that will be proposed: the applied state at once when
+    /// this leader has applied an entry of its own term (so every entry of earlier terms is
+    /// applied: TiKV's applied_term == term), else a linearizable read ([`Peer::read`]).
+    /// Sound only for a command that proposes what it computed and keeps its keys latched
+    /// until that applies: its entry then follows, in the log, every applied write of its
+    /// keys, and it commits only if no later leader ordered anything before it (a deposed
+    /// leader's entry commits, if ever, before the next leader's first own entry, which
+    /// that leader applies before computing anything).
+    pub fn read_for_write(&mut self, reply: ReadReply) {
+        let applied = self.raw.store().apply_state.applied_index;
+        let term = self.raw.raft.term;
+        if self.is_leader() && self.raw.raft.raft_log.term(applied).is_ok_and(|t| t == term) {
+            let view = ReadView { region: self.region().clone(), snapshot: self.raw.store().engine().snapshot() };
+            let _ = reply.send(Ok(view));
+            return;
+        }
+        self.read(reply)
+    }
+
     /// Sends the read index requests held back until this leader committed an entry of its
     /// term (see [`Peer::read`]). Call before collecting the round's readies.
     pub fn send_held_reads(&mut self) {

@@ -77,7 +77,7 @@ pub struct RegionStatus {
 enum StoreMsg {
     Raft(Vec<RaftEnvelope>),
     Propose { ctx: Context, body: CmdBody, reply: ProposeReply },
-    Read { ctx: Context, reply: ReadReply },
+    Read { ctx: Context, reply: ReadReply, for_write: bool },
     CreateRegion { region: Region, reply: oneshot::Sender<Result<bool, String>> },
     Operator { region_id: RegionId, op: Operator },
     DestroyStale { region_id: RegionId, peer_id: u64, conf_ver: u64 },
@@ -115,7 +115,18 @@ impl StoreHandle {
     /// A linearizable view of the context's region (ReadIndex, then wait for apply).
     pub async fn read(&self, ctx: Context) -> Result<ReadView, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(StoreMsg::Read { ctx, reply }).await.map_err(|_| stopped())?;
+        self.tx.send(StoreMsg::Read { ctx, reply, for_write: false }).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// A view of the context's region to compute a write from, without a ReadIndex round
+    /// when the leader has applied an entry of its current term (see
+    /// [`crate::peer::Peer::read_for_write`]); otherwise as [`StoreHandle::read`]. Only for a
+    /// command that proposes what it computed and holds latches on its keys until that
+    /// applies: an answer that writes nothing must come from [`StoreHandle::read`].
+    pub async fn read_for_write(&self, ctx: Context) -> Result<ReadView, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(StoreMsg::Read { ctx, reply, for_write: true }).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -327,14 +338,18 @@ impl Store {
                     }
                 }
             }
-            StoreMsg::Read { ctx, reply } => match self.check_context(&ctx) {
+            StoreMsg::Read { ctx, reply, for_write } => match self.check_context(&ctx) {
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
                 Ok(()) => {
                     let peer = self.peers.get_mut(&ctx.region_id).expect("checked");
                     wake_for_work(peer, &mut self.active);
-                    peer.read(reply)
+                    if for_write {
+                        peer.read_for_write(reply)
+                    } else {
+                        peer.read(reply)
+                    }
                 }
             },
             StoreMsg::CreateRegion { region, reply } => {

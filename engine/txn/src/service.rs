@@ -93,10 +93,20 @@ impl TxnService {
         cmd: &TxnCommand,
         current_ts_ms: u64,
     ) -> Result<TxnResponse, StoreError> {
-        let view = store.read(ctx.clone()).await?;
-        let Executed { requests, response, memory_locks } =
-            self.execute(&view.region, &*view.snapshot, cmd, current_ts_ms)?;
+        // Computed on the leader's applied state (no ReadIndex round) when it proposes what
+        // it computed; an answer that writes nothing comes from a linearizable snapshot.
+        let view = store.read_for_write(ctx.clone()).await?;
+        let local = self.execute(&view.region, &*view.snapshot, cmd, current_ts_ms);
         drop(view);
+        let executed = match local {
+            Ok(executed) if !executed.requests.is_empty() => executed,
+            other => {
+                drop(other);
+                let view = store.read(ctx.clone()).await?;
+                self.execute(&view.region, &*view.snapshot, cmd, current_ts_ms)?
+            }
+        };
+        let Executed { requests, response, memory_locks } = executed;
         if !requests.is_empty() {
             match store.propose(ctx, CmdBody::Write(requests)).await? {
                 CmdResult::Write(_) => {}

@@ -121,6 +121,9 @@ pub fn apply_cmd(
             };
             Ok(Ok(CmdResult::Split(vec![region.clone(), right])))
         }
+        // Merge steps need the entry's position and the store's other replicas: the peer
+        // and the store apply them (see `crate::merge`).
+        CmdBody::Admin(admin) => Err(format!("region {}: {admin:?} reached the data apply path", region.id)),
     }
 }
 

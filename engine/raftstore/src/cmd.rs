@@ -132,6 +132,35 @@ pub enum AdminRequest {
         /// New peer ids, in the order of the region's peers.
         new_peer_ids: Vec<u64>,
     },
+    /// First step of a merge, in the source region: freeze it (no writes, splits or
+    /// membership changes from here on), bump both epoch parts and remember `target` and
+    /// this entry's position, persisted with the region (see [`crate::merge`]).
+    PrepareMerge {
+        /// The region to merge into, as validated by the proposer (an adjacent region with
+        /// peers on the same stores).
+        target: Region,
+    },
+    /// Second step, in the target region: absorb `source`, which applied its PrepareMerge
+    /// at `commit` (with term `commit_term`). Each replica applies it only once the source
+    /// replica on its store has applied that entry (catching up from its own log if it must).
+    CommitMerge {
+        /// The source region as of its PrepareMerge.
+        source: Region,
+        /// Index of the source's PrepareMerge entry.
+        commit: u64,
+        /// Term of that entry.
+        commit_term: u64,
+    },
+    /// Abort, in the source region: the target moved on (its epoch changed), so no
+    /// CommitMerge of this source can ever apply; unfreeze it.
+    RollbackMerge {
+        /// Index of the PrepareMerge being rolled back.
+        commit: u64,
+    },
+    /// In the target region: bump the version and nothing else. A source that cannot commit
+    /// its merge (a peer stays behind) fences the target this way, so every CommitMerge
+    /// still in the target's log fails, and the source may then roll back safely.
+    FenceMerge,
 }
 
 /// What is proposed through raft: the region and epoch the proposer validated against,
@@ -179,6 +208,8 @@ pub enum CmdResult {
     Split(Vec<Region>),
     /// A membership change: the region after it.
     ConfChange(Region),
+    /// A merge step (prepare, commit, rollback or fence): the region after it.
+    Merge(Region),
 }
 
 /// A membership change of one peer (raft-rs ConfChangeV2 with a single change; carried in

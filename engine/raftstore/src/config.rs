@@ -41,6 +41,9 @@ pub struct StoreConfig {
     /// a proposal, a read, a message or the loss of a store wakes the region. An idle cluster
     /// then costs next to nothing however many regions it holds.
     pub hibernate_regions: bool,
+    /// A merge source whose CommitMerge could not be proposed for this many ticks (a peer
+    /// stays behind) fences its target, so it can roll back.
+    pub merge_fence_after_ticks: u64,
 }
 
 impl StoreConfig {
@@ -62,6 +65,7 @@ impl StoreConfig {
             round_msgs_max: 4096,
             inbox_capacity: 65_536,
             hibernate_regions: true,
+            merge_fence_after_ticks: 600,
         }
     }
 
@@ -76,6 +80,7 @@ impl StoreConfig {
             region_split_keys: 100,
             round_msgs_max: 64,
             inbox_capacity: 4096,
+            merge_fence_after_ticks: 100,
             ..StoreConfig::production(store_id)
         }
     }

@@ -11,6 +11,7 @@ const LOG_SUFFIX: u8 = b'l';
 const RAFT_STATE_SUFFIX: u8 = b'h';
 const APPLY_STATE_SUFFIX: u8 = b'a';
 const REGION_STATE_SUFFIX: u8 = b'm';
+const MERGE_STATE_SUFFIX: u8 = b'g';
 
 fn region_key(region_id: RegionId, suffix: u8) -> Vec<u8> {
     let mut key = Vec::with_capacity(18);
@@ -40,6 +41,11 @@ pub fn apply_state_key(region_id: RegionId) -> Vec<u8> {
 /// Key of the region's metadata (range, epoch, peers, lifecycle).
 pub fn region_state_key(region_id: RegionId) -> Vec<u8> {
     region_key(region_id, REGION_STATE_SUFFIX)
+}
+
+/// Key of the region's merge state (present only while it is the source of a merge).
+pub fn merge_state_key(region_id: RegionId) -> Vec<u8> {
+    region_key(region_id, MERGE_STATE_SUFFIX)
 }
 
 /// True when `key` is some region's state key; returns the region id.

@@ -12,6 +12,7 @@ mod config;
 pub mod inspect;
 pub mod keys;
 mod liveness;
+mod merge;
 mod peer;
 mod peer_storage;
 pub mod raw_ttl;

@@ -4,7 +4,7 @@
 mod hibernate;
 
 use crate::apply::{apply_cmd, ApplyOutcome, Overlay};
-use crate::cmd::{CmdResult, ConfChangeCmd, ConfChangeKind, RaftCmd};
+use crate::cmd::{AdminRequest, CmdBody, CmdResult, ConfChangeCmd, ConfChangeKind, RaftCmd};
 use crate::config::StoreConfig;
 use crate::peer_storage::{PeerState, PeerStorage};
 use crate::removal::Removal;
@@ -52,7 +52,8 @@ pub struct ApplyEffects {
     pub created: Vec<(Region, bool)>,
     /// Splits applied in this round: (left, right), to report to PD.
     pub splits: Vec<(Region, Region)>,
-    /// Regions whose membership changed in this round (their leaders tell PD at once).
+    /// Regions whose membership or shape changed by a membership change or a merge step
+    /// in this round (their leaders tell PD at once).
     pub conf_changed: Vec<RegionId>,
     /// Regions whose replica on this store was a learner the region removed: no
     /// configuration ever counted its vote, so it is destroyed at once.
@@ -85,6 +86,24 @@ pub struct Peer {
     /// appends until the rest of the region is past the removal (see `removal.rs`).
     pub removal: Option<Removal>,
     hibernation: Hibernation,
+    /// Committed entries raft handed out that are not applied yet: they queue behind a
+    /// CommitMerge whose source replica on this store is not ready (see [`crate::merge`]).
+    pending_apply: VecDeque<Entry>,
+    /// True when the front of `pending_apply` is such a CommitMerge.
+    pub merge_blocked: bool,
+    /// As a merge source's leader: the tick from which [`crate::merge::drive`] acts on it
+    /// again, and the tick it first saw the merge (to give up on a commit in time).
+    pub merge_next_tick: u64,
+    /// See `merge_next_tick`.
+    pub merge_seen_tick: Option<u64>,
+}
+
+/// What applying one entry came to.
+enum Applied {
+    /// Applied (`None`: an empty entry).
+    Outcome(Option<ApplyOutcome>),
+    /// A CommitMerge: the store applies it once the source replica here is ready.
+    WaitForSource,
 }
 
 impl Peer {
@@ -143,6 +162,10 @@ impl Peer {
             reported_pending: Vec::new(),
             removal: None,
             hibernation: Hibernation::default(),
+            pending_apply: VecDeque::new(),
+            merge_blocked: false,
+            merge_next_tick: 0,
+            merge_seen_tick: None,
         })
     }
 
@@ -484,21 +507,79 @@ impl Peer {
         overlay: &mut Overlay,
         effects: &mut ApplyEffects,
     ) -> Result<(), String> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        for entry in entries {
+        // A merge target may have caught this replica up from its own log (see
+        // `merge::resolve`) past what raft-rs knows was applied: those entries come again.
+        let seen = self.pending_apply.back().map_or(self.applied_index(), |e| e.index);
+        self.pending_apply.extend(entries.into_iter().filter(|e| e.index > seen));
+        self.apply_pending(batch, overlay, effects)
+    }
+
+    /// Applies queued committed entries in order, stopping at a CommitMerge (left at the
+    /// front, [`Peer::merge_blocked`] set) for the store to resolve.
+    pub fn apply_pending(
+        &mut self,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        effects: &mut ApplyEffects,
+    ) -> Result<(), String> {
+        let mut applied_any = false;
+        while !self.merge_blocked {
             if self.removal.is_some() {
                 // Removed: what follows its removal is no longer this replica's to apply (a
                 // split would create replicas on this store the region no longer places here).
+                self.pending_apply.clear();
                 break;
             }
-            let outcome = self.apply_entry(&entry, batch, overlay, effects)?;
-            self.raw.mut_store().apply_state.applied_index = entry.index;
-            self.answer(entry.index, entry.term, outcome, effects);
+            let Some(entry) = self.pending_apply.pop_front() else { break };
+            match self.apply_entry(&entry, batch, overlay, effects)? {
+                Applied::Outcome(outcome) => {
+                    self.raw.mut_store().apply_state.applied_index = entry.index;
+                    self.answer(entry.index, entry.term, outcome, effects);
+                    applied_any = true;
+                }
+                Applied::WaitForSource => {
+                    self.pending_apply.push_front(entry);
+                    self.merge_blocked = true;
+                }
+            }
         }
-        self.raw.store().stage_apply_state(batch);
+        if applied_any {
+            self.raw.store().stage_apply_state(batch);
+        }
         Ok(())
+    }
+
+    /// The CommitMerge entry this peer's apply waits on, if it is blocked.
+    pub fn blocked_entry(&self) -> Option<&Entry> {
+        self.pending_apply.front().filter(|_| self.merge_blocked)
+    }
+
+    /// Records the outcome of the blocked CommitMerge (its effects are staged by the
+    /// caller) and applies what queued behind it.
+    pub fn finish_blocked(
+        &mut self,
+        outcome: ApplyOutcome,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        effects: &mut ApplyEffects,
+    ) -> Result<(), String> {
+        let entry = self.pending_apply.pop_front().ok_or("no blocked entry")?;
+        self.merge_blocked = false;
+        self.raw.mut_store().apply_state.applied_index = entry.index;
+        self.answer(entry.index, entry.term, Some(outcome), effects);
+        self.raw.store().stage_apply_state(batch);
+        self.apply_pending(batch, overlay, effects)
+    }
+
+    /// Drops queued entries: a snapshot past them is being installed.
+    pub fn clear_pending_apply(&mut self) {
+        self.pending_apply.clear();
+        self.merge_blocked = false;
+    }
+
+    /// The highest applied index.
+    pub fn applied_index(&self) -> u64 {
+        self.raw.store().apply_state.applied_index
     }
 
     fn apply_entry(
@@ -507,12 +588,33 @@ impl Peer {
         batch: &mut WriteBatch,
         overlay: &mut Overlay,
         effects: &mut ApplyEffects,
-    ) -> Result<Option<ApplyOutcome>, String> {
+    ) -> Result<Applied, String> {
         match entry.get_entry_type() {
-            EntryType::EntryNormal if entry.data.is_empty() => Ok(None),
+            EntryType::EntryNormal if entry.data.is_empty() => Ok(Applied::Outcome(None)),
             EntryType::EntryNormal => {
                 let cmd: RaftCmd =
                     decode(&entry.data).map_err(|e| format!("undecodable entry {}: {e}", entry.index))?;
+                let merging = self.raw.store().merge_state.is_some();
+                match &cmd.body {
+                    // A merge source is frozen: only its rollback applies.
+                    _ if merging && !matches!(cmd.body, CmdBody::Admin(AdminRequest::RollbackMerge { .. })) => {
+                        let current_regions = vec![self.region().clone()];
+                        return Ok(Applied::Outcome(Some(Err(RegionError::EpochNotMatch { current_regions }))));
+                    }
+                    CmdBody::Admin(AdminRequest::CommitMerge { .. }) => return Ok(Applied::WaitForSource),
+                    CmdBody::Admin(
+                        AdminRequest::PrepareMerge { .. }
+                        | AdminRequest::RollbackMerge { .. }
+                        | AdminRequest::FenceMerge,
+                    ) => {
+                        let outcome = crate::merge::apply_step(self.raw.mut_store(), cmd, entry, batch);
+                        if outcome.is_ok() {
+                            effects.conf_changed.push(self.region_id());
+                        }
+                        return Ok(Applied::Outcome(Some(outcome)));
+                    }
+                    _ => {}
+                }
                 let was_leader = self.is_leader();
                 let store = self.raw.mut_store();
                 let engine = store.engine().clone();
@@ -524,9 +626,9 @@ impl Peer {
                     effects.created.push((right, was_leader));
                     effects.splits.push((regions[0].clone(), regions[1].clone()));
                 }
-                Ok(Some(outcome))
+                Ok(Applied::Outcome(Some(outcome)))
             }
-            EntryType::EntryConfChangeV2 => Ok(Some(self.apply_conf_change(entry, batch, effects)?)),
+            EntryType::EntryConfChangeV2 => Ok(Applied::Outcome(Some(self.apply_conf_change(entry, batch, effects)?))),
             other => Err(format!("region {}: unsupported entry type {other:?} at {}", self.region_id(), entry.index)),
         }
     }
@@ -548,7 +650,9 @@ impl Peer {
             ConfChangeKind::PromoteLearner => existing.is_some_and(|p| p.role == PeerRole::Learner),
             ConfChangeKind::RemovePeer => existing.is_some(),
         };
-        if cmd.epoch.conf_ver != region.epoch.conf_ver || !valid {
+        // A merge source's membership is frozen (its PrepareMerge bumped conf_ver too).
+        let frozen = self.raw.store().merge_state.is_some();
+        if cmd.epoch.conf_ver != region.epoch.conf_ver || !valid || frozen {
             // Rejected: raft-rs must then not be told about it at all.
             return Ok(Err(RegionError::EpochNotMatch { current_regions: vec![region] }));
         }

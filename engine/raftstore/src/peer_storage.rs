@@ -4,6 +4,7 @@
 //! writes the batch before anything can observe them (and stops if the write fails).
 
 use crate::keys;
+use crate::merge::MergeState;
 use crate::snapshot::SnapshotData;
 use keel_storage::{CfName, Engine, WriteBatch};
 use keel_types::codec::{decode, encode};
@@ -60,6 +61,9 @@ pub enum PeerState {
     /// This replica (the peer given: the region no longer lists it) applied its own removal
     /// and keeps voting until the rest of the region has applied it too (see `removal.rs`).
     Removed(keel_types::Peer),
+    /// The source of a merge: frozen until the target absorbs it or it rolls back (its
+    /// [`MergeState`] is under [`keys::merge_state_key`], written in the same batch).
+    Merging,
 }
 
 /// The region as this store knows it, persisted with every change to it.
@@ -99,6 +103,8 @@ pub struct PeerStorage {
     pub raft_state: RaftLocalState,
     /// Persisted apply state.
     pub apply_state: ApplyState,
+    /// Set while this region is the source of a merge (applied its PrepareMerge).
+    pub merge_state: Option<MergeState>,
     /// Term of every log entry after the truncated index, as runs: first index of a run →
     /// its term (an index before the first run has the truncated term). Built at load by
     /// reading the whole log (so a corrupt entry is found before the peer starts).
@@ -135,7 +141,8 @@ impl PeerStorage {
                 return Err(format!("region {id}: raft log ends at {} before {last}", first + log.len() as u64 - 1));
             }
         }
-        Ok(PeerStorage { engine, region, raft_state, apply_state, terms, fault: RefCell::default() })
+        let merge_state = read(&*engine, &keys::merge_state_key(id))?;
+        Ok(PeerStorage { engine, region, raft_state, apply_state, merge_state, terms, fault: RefCell::default() })
     }
 
     /// Storage of a peer created by a message from a region's leader before this store has any
@@ -147,6 +154,7 @@ impl PeerStorage {
             region: Region { id: region_id, ..Default::default() },
             raft_state: RaftLocalState::default(),
             apply_state: ApplyState::default(),
+            merge_state: None,
             terms: BTreeMap::new(),
             fault: RefCell::default(),
         }
@@ -260,17 +268,42 @@ impl PeerStorage {
         put(batch, &keys::region_state_key(self.region.id), &RegionLocalState { region: self.region.clone(), state });
     }
 
+    /// Stages the region meta of a live peer together with its merge state: `Merging` with
+    /// the state while it is a merge source, `Normal` (and no merge state) otherwise. One
+    /// batch, so a crash never separates the two.
+    pub fn stage_live_state(&self, batch: &mut WriteBatch) {
+        let key = keys::merge_state_key(self.region.id);
+        match &self.merge_state {
+            Some(state) => {
+                put(batch, &key, state);
+                self.stage_region_state(batch, PeerState::Merging);
+            }
+            None => {
+                batch.delete(CfName::Raft, &key);
+                self.stage_region_state(batch, PeerState::Normal);
+            }
+        }
+    }
+
     /// Stages destroying this peer: its data range, log and raft state go, and a tombstone
     /// records the region as last known so stale messages cannot recreate it.
     pub fn destroy(&mut self, batch: &mut WriteBatch) {
+        if self.is_initialized() {
+            crate::snapshot::clear_range(batch, &self.region);
+        }
+        self.destroy_keeping_data(batch);
+    }
+
+    /// Stages destroying this peer but not its data: a merge source whose range the target
+    /// on this store has just taken over (in the same batch).
+    pub fn destroy_keeping_data(&mut self, batch: &mut WriteBatch) {
         let id = self.region.id;
         batch.delete_range(CfName::Raft, &keys::log_key(id, 0), &keys::log_key(id, u64::MAX));
         self.terms.clear();
         batch.delete(CfName::Raft, &keys::raft_state_key(id));
         batch.delete(CfName::Raft, &keys::apply_state_key(id));
-        if self.is_initialized() {
-            crate::snapshot::clear_range(batch, &self.region);
-        }
+        batch.delete(CfName::Raft, &keys::merge_state_key(id));
+        self.merge_state = None;
         self.stage_region_state(batch, PeerState::Tombstone);
     }
 
@@ -315,13 +348,14 @@ impl PeerStorage {
             }
         }
         self.region = data.region;
+        self.merge_state = data.merge;
         self.raft_state.last_index = meta.index;
         self.raft_state.last_term = meta.term;
         self.raft_state.commit = self.raft_state.commit.max(meta.index);
         self.apply_state =
             ApplyState { applied_index: meta.index, truncated_index: meta.index, truncated_term: meta.term };
         self.stage_apply_state(batch);
-        self.stage_region_state(batch, PeerState::Normal);
+        self.stage_live_state(batch);
         self.stage_raft_state(batch);
         Ok(())
     }

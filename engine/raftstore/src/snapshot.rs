@@ -20,6 +20,9 @@ pub struct SnapshotData {
     pub region: Region,
     /// Every data pair of the region, per column family.
     pub cfs: Vec<(CfName, Vec<KvPair>)>,
+    /// The region's merge state as of the snapshot: a replica that catches up past a
+    /// PrepareMerge this way must know it is frozen, as the replicas that applied it do.
+    pub merge: Option<crate::merge::MergeState>,
 }
 
 /// True when `cf` stores memcomparable-encoded user keys (the transactional CFs).
@@ -59,7 +62,8 @@ pub fn generate(storage: &PeerStorage) -> Result<Snapshot, String> {
     out.mut_metadata().index = applied;
     out.mut_metadata().term = term;
     out.mut_metadata().set_conf_state(conf_state_of(&region));
-    out.data = encode(&SnapshotData { region, cfs }).map_err(|e| e.to_string())?.into();
+    let merge = storage.merge_state.clone();
+    out.data = encode(&SnapshotData { region, cfs, merge }).map_err(|e| e.to_string())?.into();
     Ok(out)
 }
 

@@ -29,6 +29,7 @@ use keel_types::{trace, trace_event, Clock, PeerRole, Region, RegionError, Regio
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use raft::StateRole;
+use raft::Storage as _;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -202,6 +203,9 @@ pub struct Store {
     active: BTreeSet<RegionId>,
     /// Leaders' requests to sleep, sent after the round's raft messages.
     hibernate_requests: Vec<(RegionId, ExtraMessage)>,
+    /// Targets whose apply waits on a CommitMerge (see [`crate::merge::resolve`]): every
+    /// round looks at them, whether or not they have a Ready.
+    merge_blocked: BTreeSet<RegionId>,
 }
 
 /// Most vote requests held for replicas a split has yet to create.
@@ -225,7 +229,10 @@ impl Store {
             let state: RegionLocalState = read(&*engine, &key)?.ok_or("region state vanished")?;
             let peer = match state.state {
                 PeerState::Tombstone => continue,
-                PeerState::Normal => Peer::new(&cfg, PeerStorage::load(engine.clone(), state.region)?)?,
+                // A merge source's merge state is under its own key (read by the load).
+                PeerState::Normal | PeerState::Merging => {
+                    Peer::new(&cfg, PeerStorage::load(engine.clone(), state.region)?)?
+                }
                 PeerState::Removed(meta) => {
                     Peer::removed(&cfg, PeerStorage::load(engine.clone(), state.region)?, meta)?
                 }
@@ -249,6 +256,7 @@ impl Store {
             liveness: StoreLiveness::default(),
             active,
             hibernate_requests: Vec::new(),
+            merge_blocked: BTreeSet::new(),
         };
         Ok((store, handle))
     }
@@ -294,6 +302,11 @@ impl Store {
         };
         if ctx.peer.is_some_and(|p| p.id != peer.meta.id) {
             return Err(RegionError::RegionNotFound { region_id: ctx.region_id }.into());
+        }
+        // A merge source is frozen: nothing is proposed or read until it is merged (the
+        // client then finds the target) or rolled back.
+        if peer.raw.store().merge_state.is_some() {
+            return Err(RegionError::ServerIsBusy { reason: format!("region {} is merging", ctx.region_id) }.into());
         }
         let current = peer.region().epoch;
         let stale = ctx.region_epoch.version != current.version || ctx.region_epoch.conf_ver < current.conf_ver;
@@ -438,6 +451,10 @@ impl Store {
                 self.pd.ask_split(peer.region().clone(), key);
                 return;
             }
+            Operator::Merge { target } => {
+                crate::merge::propose_prepare(&mut self.peers, region_id, target, self.cfg.election_ticks as u64);
+                return;
+            }
         };
         // Nobody waits for the outcome: PD watches the region's heartbeats instead.
         let (reply, _) = oneshot::channel();
@@ -511,7 +528,14 @@ impl Store {
     /// split: lost appends). A refused snapshot is dropped; the leader sends it again once
     /// the overlapping replica has caught up (shrunk by its own split or snapshot) or been
     /// removed as stale.
-    fn snapshot_fits(&self, region_id: RegionId, msg: &Message) -> bool {
+    ///
+    /// One kind of overlap goes the other way: a replica the snapshot's region has absorbed
+    /// by a merge (a source replica here that never learned its merge committed, or whose
+    /// target here lags) is destroyed, and the snapshot installed. Absorbed is provable: a
+    /// live region always contains its own start key and the version of the region holding
+    /// a key only grows, so a snapshot region that holds the replica's start key with a
+    /// newer version proves that region dead.
+    fn snapshot_fits(&mut self, region_id: RegionId, msg: &Message) -> bool {
         let region = match crate::snapshot::region_of(msg.get_snapshot()) {
             Ok(region) => region,
             Err(e) => {
@@ -519,6 +543,25 @@ impl Store {
                 return false;
             }
         };
+        let meta = msg.get_snapshot().get_metadata();
+        // raft-rs installs it (rather than dropping it, or fast-forwarding the log it has).
+        let installs = self.peers.get(&region_id).is_some_and(|p| {
+            meta.index > p.raw.raft.raft_log.committed && p.raw.store().term(meta.index).ok() != Some(meta.term)
+        });
+        let absorbed: Vec<RegionId> = self
+            .peers
+            .values()
+            .filter(|p| p.region().id != region_id && p.is_initialized() && p.region().overlaps(&region))
+            .filter(|p| region.contains(&p.region().start_key) && region.epoch.version > p.region().epoch.version)
+            .map(|p| p.region().id)
+            .collect();
+        if installs && !absorbed.is_empty() {
+            trace_event!("store.destroy_absorbed", "s{} {absorbed:?} by {region:?}", self.cfg.store_id);
+            if let Err(e) = self.destroy_peers(&absorbed) {
+                tracing::error!(%e, "destroying merged replicas failed");
+                return false;
+            }
+        }
         let overlapping = self
             .peers
             .values()
@@ -668,7 +711,8 @@ impl Store {
             {
                 self.pd.check_stale_peer(peer.region(), peer.meta);
             }
-            if peer.is_leader() && peer.ticks % self.cfg.split_check_ticks == 0 {
+            let merging = peer.raw.store().merge_state.is_some();
+            if peer.is_leader() && !merging && peer.ticks % self.cfg.split_check_ticks == 0 {
                 // Measuring scans the region: done here, at the split check's pace, and the
                 // result reused by heartbeats.
                 let stats = region_stats(&*self.engine, peer.region())?;
@@ -691,6 +735,12 @@ impl Store {
                 store.compact_to(&mut gc_batch, applied - keep).map_err(|e| e.to_string())?;
             }
         }
+        crate::merge::drive(
+            &mut self.peers,
+            self.cfg.store_id,
+            self.cfg.heartbeat_ticks as u64,
+            self.cfg.merge_fence_after_ticks,
+        );
         if !gc_batch.is_empty() {
             self.engine.write(gc_batch, WriteOptions::NO_SYNC).map_err(|e| format!("log gc write failed: {e}"))?;
         }
@@ -781,6 +831,8 @@ impl Store {
             }
             peer.on_read_states(rd.take_read_states());
             if !rd.snapshot().is_empty() {
+                // Past every committed entry still queued behind a CommitMerge.
+                peer.clear_pending_apply();
                 let before = peer.region().clone();
                 peer.raw.mut_store().apply_snapshot(&mut batch, rd.snapshot())?;
                 trace_event!(
@@ -795,6 +847,9 @@ impl Store {
                 must_sync = true;
             }
             apply_measured(peer, rd.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
+            if peer.merge_blocked {
+                self.merge_blocked.insert(region_id);
+            }
             let store = peer.raw.mut_store();
             store.append(&mut batch, rd.entries());
             if let Some(hs) = rd.hs() {
@@ -804,7 +859,7 @@ impl Store {
             must_sync |= rd.must_sync();
             readies.push((region_id, rd));
         }
-        if readies.is_empty() {
+        if readies.is_empty() && self.merge_blocked.is_empty() {
             return Ok(());
         }
         self.check_storage_faults(&candidates)?;
@@ -839,11 +894,22 @@ impl Store {
             outbox.push((region_id, msgs));
             apply_measured(peer, light.take_committed_entries(), &mut batch, &mut self.overlay, &mut effects)?;
             peer.raw.advance_apply();
+            if peer.merge_blocked {
+                self.merge_blocked.insert(region_id);
+            }
             if peer.raw.has_ready() || peer.holds_reads() {
                 self.active.insert(region_id);
             }
             processed.push(region_id);
         }
+        // CommitMerges whose source replica here has now applied its PrepareMerge.
+        processed.extend(crate::merge::resolve(
+            &mut self.peers,
+            &mut self.merge_blocked,
+            &mut batch,
+            &mut self.overlay,
+            &mut effects,
+        )?);
         self.check_storage_faults(&processed)?;
         if !batch.is_empty() {
             self.write(batch, false)?;

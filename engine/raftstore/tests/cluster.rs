@@ -115,31 +115,49 @@ impl Cluster {
     }
 
     async fn leader(&self) -> StoreId {
+        self.leader_of(1).await
+    }
+
+    async fn leader_of(&self, region_id: u64) -> StoreId {
         for _ in 0..200 {
             let handles = self.net.handles.lock().unwrap().clone();
             for (s, h) in handles {
-                if h.status().await.iter().any(|r| r.is_leader && r.region.id == 1) {
+                if h.status().await.iter().any(|r| r.is_leader && r.region.id == region_id) {
                     return s;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("no leader elected within 20 s");
+        panic!("no leader of region {region_id} elected within 20 s");
     }
 
-    /// A context with the epoch store `s` currently knows.
+    /// Store `s`'s replica of `region_id`, if it has one.
+    async fn replica(&self, s: StoreId, region_id: u64) -> Option<keel_raftstore::RegionStatus> {
+        self.handle(s).status().await.into_iter().find(|r| r.region.id == region_id)
+    }
+
+    /// A context for region 1 with the epoch store `s` currently knows.
     async fn current_ctx(&self, s: StoreId) -> Context {
-        let status = self.handle(s).status().await;
-        let epoch = status.iter().find(|r| r.region.id == 1).map_or(ctx().region_epoch, |r| r.region.epoch);
-        Context { region_epoch: epoch, ..ctx() }
+        self.current_ctx_of(s, 1).await
+    }
+
+    /// A context for `region_id` with the epoch store `s` currently knows.
+    async fn current_ctx_of(&self, s: StoreId, region_id: u64) -> Context {
+        let epoch = self.replica(s, region_id).await.map_or(ctx().region_epoch, |r| r.region.epoch);
+        Context { region_id, region_epoch: epoch, peer: None }
     }
 
     /// Retries on region errors until the command applies somewhere.
     async fn put(&self, key: &[u8], value: &[u8]) {
+        self.put_in(1, key, value).await
+    }
+
+    /// [`Cluster::put`] through region `region_id`.
+    async fn put_in(&self, region_id: u64, key: &[u8], value: &[u8]) {
         for _ in 0..100 {
-            let s = self.leader().await;
+            let s = self.leader_of(region_id).await;
             let body = CmdBody::Write(vec![Request::Put { cf: CfName::Raw, key: key.to_vec(), value: value.to_vec() }]);
-            match self.handle(s).propose(self.current_ctx(s).await, body).await {
+            match self.handle(s).propose(self.current_ctx_of(s, region_id).await, body).await {
                 Ok(CmdResult::Write(r)) => {
                     assert_eq!(r, vec![RequestResult::Done]);
                     return;
@@ -567,4 +585,159 @@ fn a_write_its_destroyed_replica_never_applied_is_answered_outcome_unknown() {
             );
         });
     }
+}
+
+/// Three stores with region 1 = [.., "m") and region 2 = ["m", ..) (split from it), keys
+/// k00..k19 in region 1 and m00..m19 in region 2.
+async fn split_cluster() -> Cluster {
+    use keel_raftstore::cmd::AdminRequest;
+    let c = Cluster::new().await;
+    for i in 0..20 {
+        c.put(format!("k{i:02}").as_bytes(), b"left").await;
+        c.put(format!("m{i:02}").as_bytes(), b"right").await;
+    }
+    let split = AdminRequest::Split { split_key: b"m".to_vec(), new_region_id: 2, new_peer_ids: vec![21, 22, 23] };
+    let s = c.leader().await;
+    let done = c.handle(s).propose(c.current_ctx(s).await, CmdBody::Admin(split)).await;
+    assert!(matches!(done, Ok(CmdResult::Split(_))), "{done:?}");
+    wait_until("every store has both halves", || async {
+        let mut all = true;
+        for s in 1..=3 {
+            all &= c.replica(s, 2).await.is_some() && c.replica(s, 1).await.is_some_and(|r| r.region.end_key == b"m");
+        }
+        all
+    })
+    .await;
+    c.put_in(2, b"m99", b"right").await;
+    c
+}
+
+/// Asks region 2's leader to merge it into region 1 until it starts (PD repeats a step the
+/// same way until the region shows it done).
+async fn start_merge(c: &Cluster) {
+    use keel_types::proto::pd::Operator;
+    wait_until("the merge is prepared", || async {
+        let handles = c.net.handles.lock().unwrap().clone();
+        for (s, h) in handles {
+            let status = h.status().await;
+            let Some(src) = status.iter().find(|r| r.region.id == 2) else { return true };
+            if src.region.epoch.conf_ver > 1 {
+                return true;
+            }
+            if src.is_leader {
+                let target = status.iter().find(|r| r.region.id == 1).expect("target replica").region.clone();
+                h.operator(2, Operator::Merge { target }).await;
+            }
+        }
+        false
+    })
+    .await;
+}
+
+/// Waits until every live store holds one region covering everything, then checks its data.
+async fn assert_merged(c: &Cluster, stores: &[StoreId]) {
+    wait_until("every store merged region 2 into region 1", || async {
+        let mut all = true;
+        for &s in stores {
+            let one = c.replica(s, 1).await;
+            all &= c.replica(s, 2).await.is_none()
+                && one.is_some_and(|r| r.region.start_key.is_empty() && r.region.end_key.is_empty());
+        }
+        all
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(c.get(format!("k{i:02}").as_bytes()).await, Some(b"left".to_vec()));
+        assert_eq!(c.get(format!("m{i:02}").as_bytes()).await, Some(b"right".to_vec()));
+    }
+    // The merged region takes writes on the source's old range.
+    c.put(b"m50", b"after").await;
+    assert_eq!(c.get(b"m50").await, Some(b"after".to_vec()));
+    let v = c.replica(c.leader().await, 1).await.unwrap().region.epoch.version;
+    assert!(v >= 4, "split (2), prepare (3 on the source), commit (4): got {v}");
+}
+
+#[test]
+fn merge_absorbs_the_source_on_every_store() {
+    for seed in 1..4 {
+        sim(seed, || async {
+            let c = split_cluster().await;
+            start_merge(&c).await;
+            assert_merged(&c, &[1, 2, 3]).await;
+            // Every store keeps the source's data under the target, and a tombstone.
+            for s in 1..=3u64 {
+                let snap = keel_storage::Engine::snapshot(&c.disks[&s]);
+                assert_eq!(snap.get(CfName::Raw, b"m19").unwrap(), Some(b"right".to_vec()), "store {s}");
+            }
+        });
+    }
+}
+
+#[test]
+fn merge_completes_when_stores_crash_at_any_point() {
+    for seed in 1..9 {
+        sim(seed, move || async move {
+            let mut c = split_cluster().await;
+            // Crash one store (a follower of region 2 or its leader) somewhere between the
+            // PrepareMerge and well after the commit, losing a varying unsynced tail.
+            let victim = 1 + seed % 3;
+            start_merge(&c).await;
+            tokio::time::sleep(Duration::from_millis(seed * 40)).await;
+            c.crash(victim, (seed % 3) as usize);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            c.start(victim);
+            assert_merged(&c, &[1, 2, 3]).await;
+        });
+    }
+}
+
+#[test]
+fn merge_survives_a_crash_of_every_store_after_prepare() {
+    for seed in 1..4 {
+        sim(seed, move || async move {
+            let mut c = split_cluster().await;
+            start_merge(&c).await;
+            for s in 1..=3 {
+                c.crash(s, seed as usize);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for s in 1..=3 {
+                c.start(s);
+            }
+            assert_merged(&c, &[1, 2, 3]).await;
+        });
+    }
+}
+
+#[test]
+fn a_merge_that_cannot_commit_rolls_back_and_the_source_serves_again() {
+    sim(5, || async {
+        let mut c = split_cluster().await;
+        // A source follower down from the start never holds the PrepareMerge, so the commit
+        // is never proposed: the source fences the target and rolls back.
+        let leader = c.leader_of(2).await;
+        let down = (1..=3).find(|s| *s != leader).unwrap();
+        c.crash(down, 0);
+        let before = c.replica(leader, 1).await.unwrap().region.epoch.version;
+        start_merge(&c).await;
+        let err = c
+            .handle(c.leader_of(2).await)
+            .propose(c.current_ctx_of(c.leader_of(2).await, 2).await, CmdBody::Write(vec![]))
+            .await;
+        assert!(matches!(err, Err(StoreError::Region(RegionError::ServerIsBusy { .. }))), "frozen: {err:?}");
+        wait_until("the merge rolls back", || async {
+            let s = c.leader_of(2).await;
+            let src = c.replica(s, 2).await.unwrap().region;
+            src.epoch.version == 4 && c.replica(s, 1).await.unwrap().region.end_key == b"m"
+        })
+        .await;
+        let s = c.leader_of(2).await;
+        assert_eq!(c.replica(s, 1).await.unwrap().region.epoch.version, before + 1, "fenced");
+        c.put_in(2, b"m60", b"again").await;
+        c.start(down);
+        wait_until("the restarted store rolled back too", || async {
+            c.replica(down, 2).await.is_some_and(|r| r.region.epoch.version == 4 && r.applied_index >= 1)
+        })
+        .await;
+    });
 }

@@ -86,6 +86,12 @@ pub enum Operator {
         /// Split key (becomes the new right region's start).
         key: Vec<u8>,
     },
+    /// Merge the region (the source) into `target`, an adjacent region with peers on the
+    /// same stores: the source's leader proposes PrepareMerge, then the target absorbs it.
+    Merge {
+        /// The region to merge into, as PD knows it.
+        target: Region,
+    },
 }
 
 /// An operator a person or tool asks PD to run on one region (as with TiKV's

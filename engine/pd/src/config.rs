@@ -53,6 +53,20 @@ pub struct ScheduleConfig {
     pub balance_leader: bool,
     /// Run the balance-region scheduler.
     pub balance_region: bool,
+    /// Run the merge checker: merge a small region into a small adjacent one whose peers
+    /// are on the same stores. Off by default outside the simulator for now (TiKV runs it
+    /// by default).
+    pub merge_checker: bool,
+    /// A region merges only with at most this many bytes... (TiKV: `max-merge-region-size`,
+    /// 20 MiB.) The region it merges into must be this small too.
+    pub max_merge_region_size_bytes: u64,
+    /// ...and at most this many keys. (TiKV: `max-merge-region-keys`, 200,000.)
+    pub max_merge_region_keys: u64,
+    /// Neither region of a merge may have changed shape (split, merged) for this long, so
+    /// a split is not undone at once. (TiKV: `split-merge-interval`, 1 h.)
+    pub split_merge_interval: Duration,
+    /// Most merge operators in flight at once.
+    pub merge_schedule_limit: usize,
     /// Store label keys, most significant first, that replica placement isolates across.
     pub location_labels: Vec<String>,
     /// A store that has not heartbeated for this long is down: its replicas are replaced.
@@ -88,6 +102,11 @@ impl Default for ScheduleConfig {
             replica_checker: true,
             balance_leader: true,
             balance_region: true,
+            merge_checker: false,
+            max_merge_region_size_bytes: 20 * 1024 * 1024,
+            max_merge_region_keys: 200_000,
+            split_merge_interval: Duration::from_secs(60 * 60),
+            merge_schedule_limit: 8,
             location_labels: ["zone", "rack", "host"].map(String::from).to_vec(),
             max_store_down_time: Duration::from_secs(30 * 60),
             store_disconnect_time: Duration::from_secs(20),
@@ -116,13 +135,24 @@ impl ScheduleConfig {
             region_schedule_limit: 4,
             leader_schedule_limit: 4,
             store_limit: 2,
+            merge_checker: true,
+            max_merge_region_size_bytes: 4 * 1024,
+            max_merge_region_keys: 20,
+            split_merge_interval: Duration::from_secs(10),
+            merge_schedule_limit: 2,
             ..ScheduleConfig::default()
         }
     }
 
     /// No scheduler runs: region heartbeats are only recorded.
     pub fn disabled() -> Self {
-        ScheduleConfig { replica_checker: false, balance_leader: false, balance_region: false, ..Self::default() }
+        ScheduleConfig {
+            replica_checker: false,
+            balance_leader: false,
+            balance_region: false,
+            merge_checker: false,
+            ..Self::default()
+        }
     }
 
     /// Balance tolerance for a cluster of `regions` regions: a move needs a difference

@@ -455,7 +455,7 @@ impl Pd {
             return Ok(Some(step));
         }
         let s = &self.config.schedule;
-        if self.scheduler.busy(id) || !(s.replica_checker || s.balance_leader || s.balance_region) {
+        if self.scheduler.busy(id) || !(s.replica_checker || s.balance_leader || s.balance_region || s.merge_checker) {
             return Ok(None);
         }
         let Some(plan) = self.scheduler.plan(&cluster, entry) else { return Ok(None) };
@@ -500,7 +500,7 @@ impl Pd {
             written_bytes: hb.written_bytes,
         };
         let (id, reporter, term) = (hb.region.id, hb.leader, hb.term);
-        let entry = RegionEntry { region: hb.region, leader: hb.leader, term: hb.term, stats };
+        let entry = RegionEntry { region: hb.region, leader: hb.leader, term: hb.term, stats, since_ms: 0 };
         match self.update_region(entry) {
             Ok(()) => {}
             Err(Rejected::Stale) => return Ok(PdResponse::Operator(None)),
@@ -515,8 +515,9 @@ impl Pd {
     /// - an equal epoch updates only the leader (if the term is not older) and the stats;
     /// - a newer epoch (or an unknown region) replaces the metadata and removes every
     ///   region it overlaps, unless one of those has a newer `version` (then it is stale).
-    fn update_region(&mut self, new: RegionEntry) -> Result<(), Rejected> {
+    fn update_region(&mut self, mut new: RegionEntry) -> Result<(), Rejected> {
         let id = new.region.id;
+        new.since_ms = self.clock.elapsed_ms();
         if let Some(old) = self.regions.get(id) {
             if new.region.epoch.is_stale_against(&old.region.epoch) {
                 trace_event!("pd.region.stale", "{id} {:?} < {:?}", new.region.epoch, old.region.epoch);
@@ -576,8 +577,14 @@ impl Pd {
         let left_term = old.map_or(0, |e| e.term);
         let right_leader = left_leader.and_then(|l| right.peer_on_store(l.store_id).copied());
         for entry in [
-            RegionEntry { region: left, leader: left_leader, term: left_term, stats: RegionStats::default() },
-            RegionEntry { region: right, leader: right_leader, term: 0, stats: RegionStats::default() },
+            RegionEntry {
+                region: left,
+                leader: left_leader,
+                term: left_term,
+                stats: RegionStats::default(),
+                since_ms: 0,
+            },
+            RegionEntry { region: right, leader: right_leader, term: 0, stats: RegionStats::default(), since_ms: 0 },
         ] {
             match self.update_region(entry) {
                 Ok(()) | Err(Rejected::Stale) => {}

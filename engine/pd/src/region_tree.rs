@@ -13,6 +13,8 @@ pub(crate) struct RegionEntry {
     /// Raft term of the report that named `leader` (0: a hint PD made up, e.g. after a split).
     pub term: u64,
     pub stats: crate::RegionStats,
+    /// When PD learned this epoch of the region (its monotonic clock; 0: at start-up).
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Default)]

@@ -452,6 +452,18 @@ impl Store {
                 return;
             }
             Operator::Merge { target } => {
+                // Measured here, not taken from PD (a new leader reports no size until its
+                // first split check): the merged region must stay well below a split.
+                let (source, engine) = (peer.region().clone(), &*self.engine);
+                let size = |r: &Region| {
+                    region_stats(engine, r).unwrap_or(keel_storage::RangeStats { bytes: u64::MAX, keys: u64::MAX })
+                };
+                let (a, b) = (size(&source), size(&target));
+                let (keys, bytes) = (a.keys.saturating_add(b.keys), a.bytes.saturating_add(b.bytes));
+                if keys > self.cfg.region_split_keys / 2 || bytes > self.cfg.region_split_size_bytes / 2 {
+                    trace_event!("merge.prepare_refused", "{region_id} into {}: {keys} keys, {bytes} bytes", target.id);
+                    return;
+                }
                 crate::merge::propose_prepare(&mut self.peers, region_id, target, self.cfg.election_ticks as u64);
                 return;
             }

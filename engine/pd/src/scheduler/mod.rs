@@ -15,6 +15,7 @@
 mod balance_leader;
 mod balance_region;
 mod manual;
+mod merge_checker;
 mod operator;
 mod placement;
 mod replica_checker;
@@ -22,7 +23,7 @@ mod replica_checker;
 use crate::region_tree::{RegionEntry, RegionTree};
 use crate::{PdConfig, StoreStatus};
 use keel_types::proto::pd::{Operator, Store, StoreState};
-use keel_types::{trace_event, Peer, PeerId, PeerRole, RegionId, StoreId};
+use keel_types::{trace_event, Peer, PeerId, PeerRole, Region, RegionId, StoreId};
 pub(crate) use manual::plan as manual_plan;
 use operator::{Advance, InFlight, Step};
 use std::collections::BTreeMap;
@@ -47,11 +48,13 @@ pub enum OperatorKind {
     BalanceRegion,
     /// Asked for by a person or tool ([`keel_types::proto::pd::ManualOperator`]).
     Manual,
+    /// Merge a small region into a small adjacent one on the same stores.
+    Merge,
 }
 
 impl OperatorKind {
     /// Every kind, in order.
-    pub const ALL: [OperatorKind; 8] = [
+    pub const ALL: [OperatorKind; 9] = [
         OperatorKind::AddReplica,
         OperatorKind::ReplaceDownPeer,
         OperatorKind::ReplaceOfflinePeer,
@@ -60,6 +63,7 @@ impl OperatorKind {
         OperatorKind::BalanceLeader,
         OperatorKind::BalanceRegion,
         OperatorKind::Manual,
+        OperatorKind::Merge,
     ];
 
     /// Which limit group the kind counts against.
@@ -67,6 +71,7 @@ impl OperatorKind {
         match self {
             OperatorKind::BalanceLeader => Group::Leader,
             OperatorKind::BalanceRegion => Group::Region,
+            OperatorKind::Merge => Group::Merge,
             _ => Group::Replica,
         }
     }
@@ -90,6 +95,7 @@ enum Group {
     Replica,
     Leader,
     Region,
+    Merge,
 }
 
 /// What a checker wants done to a region; the scheduler turns it into steps (in this
@@ -105,11 +111,13 @@ pub(crate) struct Plan {
     pub remove: Option<Peer>,
     /// Transfer leadership from the first store to this peer.
     pub transfer: Option<(StoreId, Peer)>,
+    /// Merge the region into this adjacent one (nothing else in the plan).
+    pub merge_into: Option<Region>,
 }
 
 impl Plan {
     fn new(kind: OperatorKind) -> Plan {
-        Plan { kind, add_on: None, promote: None, remove: None, transfer: None }
+        Plan { kind, add_on: None, promote: None, remove: None, transfer: None, merge_into: None }
     }
 }
 
@@ -207,6 +215,7 @@ impl Loads {
             Group::Replica => s.replica_schedule_limit,
             Group::Leader => s.leader_schedule_limit,
             Group::Region => s.region_schedule_limit,
+            Group::Merge => s.merge_schedule_limit,
         };
         self.in_flight.get(&group).copied().unwrap_or(0) < limit
     }
@@ -297,6 +306,15 @@ impl Scheduler {
         self.ops.contains_key(&region)
     }
 
+    /// Whether the region has an operator in flight or is the target of a merge in flight.
+    fn busy_or_merge_target(&self, region: RegionId) -> bool {
+        self.busy(region)
+            || self
+                .ops
+                .values()
+                .any(|op| op.steps.iter().any(|s| matches!(s, Step::Merge { target, .. } if target.id == region)))
+    }
+
     /// What the checkers want done to a region without an operator, if anything.
     pub fn plan(&self, cluster: &Cluster<'_>, entry: &RegionEntry) -> Option<Plan> {
         debug_assert!(!self.busy(entry.region.id));
@@ -311,6 +329,13 @@ impl Scheduler {
         }
         if plan.is_none() && schedule.balance_region && loads.group_has_room(cluster, Group::Region) {
             plan = balance_region::check(cluster, &loads, entry);
+        }
+        if plan.is_none()
+            && schedule.merge_checker
+            && loads.group_has_room(cluster, Group::Merge)
+            && !self.busy_or_merge_target(entry.region.id)
+        {
+            plan = merge_checker::check(cluster, entry, |id| self.busy_or_merge_target(id));
         }
         plan
     }
@@ -335,6 +360,9 @@ impl Scheduler {
         }
         if let Some((from, to)) = plan.transfer {
             steps.push(Step::TransferLeader { from, to });
+        }
+        if let Some(target) = plan.merge_into.clone() {
+            steps.push(Step::Merge { target, source_epoch: entry.region.epoch });
         }
         assert!(!steps.is_empty(), "empty plan {plan:?}");
         let s = &cluster.config.schedule;
@@ -377,6 +405,7 @@ impl Scheduler {
                         *loads.leader_delta.entry(*from).or_default() -= 1;
                         *loads.leader_delta.entry(to.store_id).or_default() += 1;
                     }
+                    Step::Merge { .. } => {}
                 }
             }
         }

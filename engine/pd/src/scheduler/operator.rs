@@ -9,6 +9,9 @@
 //!   transfer to another healthy voter instead. Never the last voter; a healthy voter only
 //!   if the region keeps `max_replicas` voters (manual operators may go below).
 //! - `TransferLeader { to }`: done when the region's leader is on `to`'s store.
+//! - `Merge { target }`: done when the source's epoch moved on (its PrepareMerge applied;
+//!   the raftstore drives the rest, and the merged target's heartbeat removes the source).
+//!   Sent with the target as PD knows it now; cancelled if the target changed shape.
 //!
 //! An undone step is sent again on every leader heartbeat until it is observed done (a
 //! lost answer costs one heartbeat), so the raftstore must treat a repeated step as a
@@ -17,7 +20,7 @@
 use super::{Cluster, OperatorKind};
 use crate::region_tree::RegionEntry;
 use keel_types::proto::pd::Operator;
-use keel_types::{Peer, PeerRole, StoreId};
+use keel_types::{Peer, PeerRole, Region, RegionEpoch, StoreId};
 
 /// One step of an operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +29,7 @@ pub(crate) enum Step {
     Promote(Peer),
     Remove(Peer),
     TransferLeader { from: StoreId, to: Peer },
+    Merge { target: Region, source_epoch: RegionEpoch },
 }
 
 /// What a heartbeat makes of an operator.
@@ -134,6 +138,15 @@ fn step_state(kind: OperatorKind, step: &Step, cluster: &Cluster<'_>, entry: &Re
                 };
             }
             StepState::Emit(Operator::RemovePeer(*now))
+        }
+        Step::Merge { ref target, source_epoch } => {
+            if region.epoch != source_epoch {
+                return StepState::Done;
+            }
+            match cluster.regions.get(target.id) {
+                Some(now) if now.region == *target => StepState::Emit(Operator::Merge { target: target.clone() }),
+                _ => StepState::Cancel("the merge target changed"),
+            }
         }
         Step::TransferLeader { to, .. } => {
             if entry.leader.is_some_and(|l| l.store_id == to.store_id) {

@@ -20,6 +20,7 @@ fn fixture() -> Fixture {
     let mut config = PdConfig::test_min("10.0.0.1:2379");
     config.schedule.balance_leader = false;
     config.schedule.balance_region = false;
+    config.schedule.merge_checker = true;
     let mut pd = Pd::open(config, Arc::new(SimEngine::new()), clock.clone()).unwrap();
     for id in 1..=3 {
         let store = Store { id, address: format!("10.0.1.{id}:20160"), ..Default::default() };

@@ -247,6 +247,11 @@ pub fn propose_prepare(
     let local_target = peers.get(&target.id).filter(|t| t.is_initialized());
     let refuse = if !src.is_leader() || src.raw.store().merge_state.is_some() || src.merge_blocked {
         Some("source not a leader, or busy")
+    } else if peers.values().any(|p| p.raw.store().merge_state.as_ref().is_some_and(|m| m.target.id == source_id)) {
+        // A region that another is merging into stays put until that merge ends: had it
+        // merged away first, the other's CommitMerge would fail and, with no target left
+        // here to prove it, the other could never roll back (scan seed 28).
+        Some("another region is merging into the source")
     } else if local_target.is_none_or(|t| t.region() != &target || t.raw.store().merge_state.is_some()) {
         Some("the target replica here differs from PD's")
     } else if let Err(why) = check_mergeable(src.region(), &target) {

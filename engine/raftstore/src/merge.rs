@@ -11,11 +11,29 @@
 //!    PrepareMerge are committed: the target's log says so); until then the target's apply
 //!    waits (the store loop does not). Applying it extends the target's range, bumps its
 //!    version and tombstones the source replica, keeping its data, in one batch.
-//! 3. RollbackMerge, in the source's log, only once the target replica on the leader's store
-//!    has moved to a newer epoch without absorbing it: every CommitMerge still in the
-//!    target's log then fails its epoch check on every replica alike. A source whose commit
-//!    cannot happen (a peer stays behind) fences the target first (FenceMerge bumps its
-//!    version), so it can then roll back.
+//! 3. RollbackMerge, in the source's log, only on proof that no CommitMerge of it can ever
+//!    apply (the rule below). A source whose commit cannot happen (a peer stays behind)
+//!    fences the target first (FenceMerge bumps its version), so it can then roll back.
+//!
+//! # When a source may roll back
+//!
+//! A CommitMerge carries the target epoch `E` the source prepared against and applies only
+//! at that epoch; the target's epoch only grows, one log entry at a time. So once the target
+//! has left `E` by an entry that was not this CommitMerge, no CommitMerge of this source can
+//! apply anywhere, ever — and then, only then, the source may roll back.
+//!
+//! The proof must come from a target replica that *applied* the target's log across `E`,
+//! entry by entry: one that reached a newer epoch by a snapshot may have skipped the very
+//! CommitMerge (taken after the merge, and after the merged range was split away again, the
+//! snapshot's region no longer even shows it). Rolling back on that word unfroze a range
+//! that the target already owned elsewhere: two regions serving the same keys. Each replica
+//! therefore keeps the epoch where its unbroken in-order apply began
+//! ([`PeerStorage::applied_from`], persisted with its region state); the source's leader
+//! rolls back only when the target replica on its store is past `E` and its `applied_from`
+//! is at or before `E`. A leader whose target replica cannot prove it hands the source's
+//! leadership on to the next source peer, whose store may (TiKV asks a quorum of source
+//! peers to want the rollback instead; with keel's log compaction a quorum of target
+//! replicas can skip the CommitMerge by snapshots, so a quorum of wishes proves nothing).
 //!
 //! The decisions that must agree across replicas (a command's validity) read only the log
 //! and the region; the local waits decide only *when* a replica applies, never *what*.
@@ -282,14 +300,21 @@ enum Next {
 
 /// Moves every merge this store's source leaders are in forward, at most once per
 /// `retry_ticks` each: commit through the target's leader here, roll back once the target
-/// moved on, fence the target if the commit waited `fence_after_ticks`, or move the
-/// source's leadership to the store that leads the target.
-pub fn drive(peers: &mut BTreeMap<RegionId, Peer>, store_id: StoreId, retry_ticks: u64, fence_after_ticks: u64) {
+/// replica here proves the target moved on (see the module doc), fence the target if the
+/// commit waited `fence_after_ticks`, or move the source's leadership to a store that can
+/// go on. Returns the regions it proposed to (asleep, they must wake).
+pub fn drive(
+    peers: &mut BTreeMap<RegionId, Peer>,
+    store_id: StoreId,
+    retry_ticks: u64,
+    fence_after_ticks: u64,
+) -> Vec<RegionId> {
     let sources: Vec<RegionId> = peers
         .iter()
         .filter(|(_, p)| p.is_leader() && p.raw.store().merge_state.is_some() && p.ticks >= p.merge_next_tick)
         .map(|(id, _)| *id)
         .collect();
+    let mut proposed = Vec::new();
     for source_id in sources {
         let src = &peers[&source_id];
         let state = src.raw.store().merge_state.clone().expect("merging");
@@ -298,10 +323,20 @@ pub fn drive(peers: &mut BTreeMap<RegionId, Peer>, store_id: StoreId, retry_tick
             src.region().peers.iter().all(|p| {
                 p.id == src.meta.id || src.raw.raft.prs().get(p.id).is_some_and(|pr| pr.matched >= state.commit)
             });
+        let expected = state.target.epoch;
         let next = match peers.get(&state.target.id).filter(|t| t.is_initialized()) {
             None => Next::Wait,
-            Some(t) if state.target.epoch.is_stale_against(&t.region().epoch) => Next::Rollback,
-            Some(t) if t.region().epoch != state.target.epoch || t.merge_blocked => Next::Wait,
+            Some(t) if expected.is_stale_against(&t.region().epoch) => {
+                if expected.is_stale_against(&t.raw.store().applied_from) {
+                    // A snapshot took the target replica here past the merge's epoch: it
+                    // cannot tell whether the CommitMerge applied. Another store may.
+                    trace_event!("merge.rollback_unproven", "{source_id}: target {:?}", t.region().epoch);
+                    next_source_peer(src.region(), src.meta.id).map_or(Next::Wait, Next::TransferTo)
+                } else {
+                    Next::Rollback
+                }
+            }
+            Some(t) if t.region().epoch != expected || t.merge_blocked => Next::Wait,
             Some(t) if t.is_leader() && all_hold_it => Next::Commit,
             Some(t) if t.is_leader() && src.ticks.saturating_sub(seen) > fence_after_ticks => Next::Fence,
             Some(t) => match t.leader().and_then(|l| src.region().peer_on_store(l.store_id).copied()) {
@@ -318,6 +353,7 @@ pub fn drive(peers: &mut BTreeMap<RegionId, Peer>, store_id: StoreId, retry_tick
             Next::Rollback => {
                 trace_event!("merge.rollback", "{source_id} at {}", state.commit);
                 propose(src, source_id, source.epoch, AdminRequest::RollbackMerge { commit: state.commit });
+                proposed.push(source_id);
             }
             Next::TransferTo(p) => src.raw.transfer_leader(p.id),
             Next::Commit | Next::Fence => {
@@ -333,9 +369,18 @@ pub fn drive(peers: &mut BTreeMap<RegionId, Peer>, store_id: StoreId, retry_tick
                     }
                 };
                 propose(target, state.target.id, state.target.epoch, body);
+                proposed.push(state.target.id);
             }
         }
     }
+    proposed
+}
+
+/// The source peer after `me` in peer-id order (round robin), if there is another.
+fn next_source_peer(region: &Region, me: u64) -> Option<keel_types::Peer> {
+    let mut others: Vec<keel_types::Peer> = region.peers.iter().filter(|p| p.id != me).copied().collect();
+    others.sort_by_key(|p| p.id);
+    others.iter().find(|p| p.id > me).or(others.first()).copied()
 }
 
 /// Proposes an admin command nobody waits for (the merge is watched from the regions).

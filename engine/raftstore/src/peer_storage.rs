@@ -8,7 +8,7 @@ use crate::merge::MergeState;
 use crate::snapshot::SnapshotData;
 use keel_storage::{CfName, Engine, WriteBatch};
 use keel_types::codec::{decode, encode};
-use keel_types::{PeerRole, Region};
+use keel_types::{PeerRole, Region, RegionEpoch};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -73,6 +73,8 @@ pub struct RegionLocalState {
     pub region: Region,
     /// Lifecycle.
     pub state: PeerState,
+    /// See [`PeerStorage::applied_from`].
+    pub applied_from: RegionEpoch,
 }
 
 /// The raft conf state implied by a region's peers (no joint configuration).
@@ -105,6 +107,12 @@ pub struct PeerStorage {
     pub apply_state: ApplyState,
     /// Set while this region is the source of a merge (applied its PrepareMerge).
     pub merge_state: Option<MergeState>,
+    /// The region's epoch where this replica's unbroken in-order apply of the log began: at
+    /// its creation (bootstrap or split) or its last snapshot. Every epoch from here to the
+    /// current one was applied entry by entry, so a merge source may trust this replica's
+    /// word that an epoch in that span was left without absorbing it (see [`crate::merge`]);
+    /// an epoch a snapshot skipped over proves nothing.
+    pub applied_from: RegionEpoch,
     /// Term of every log entry after the truncated index, as runs: first index of a run →
     /// its term (an index before the first run has the truncated term). Built at load by
     /// reading the whole log (so a corrupt entry is found before the peer starts).
@@ -142,7 +150,18 @@ impl PeerStorage {
             }
         }
         let merge_state = read(&*engine, &keys::merge_state_key(id))?;
-        Ok(PeerStorage { engine, region, raft_state, apply_state, merge_state, terms, fault: RefCell::default() })
+        let applied_from =
+            read::<RegionLocalState>(&*engine, &keys::region_state_key(id))?.map_or(region.epoch, |s| s.applied_from);
+        Ok(PeerStorage {
+            engine,
+            region,
+            raft_state,
+            apply_state,
+            merge_state,
+            applied_from,
+            terms,
+            fault: RefCell::default(),
+        })
     }
 
     /// Storage of a peer created by a message from a region's leader before this store has any
@@ -155,6 +174,7 @@ impl PeerStorage {
             raft_state: RaftLocalState::default(),
             apply_state: ApplyState::default(),
             merge_state: None,
+            applied_from: RegionEpoch::default(),
             terms: BTreeMap::new(),
             fault: RefCell::default(),
         }
@@ -200,7 +220,7 @@ impl PeerStorage {
         put(
             batch,
             &keys::region_state_key(region.id),
-            &RegionLocalState { region: region.clone(), state: PeerState::Normal },
+            &RegionLocalState { region: region.clone(), state: PeerState::Normal, applied_from: region.epoch },
         );
     }
 
@@ -265,7 +285,8 @@ impl PeerStorage {
 
     /// Stages the region meta.
     pub fn stage_region_state(&self, batch: &mut WriteBatch, state: PeerState) {
-        put(batch, &keys::region_state_key(self.region.id), &RegionLocalState { region: self.region.clone(), state });
+        let state = RegionLocalState { region: self.region.clone(), state, applied_from: self.applied_from };
+        put(batch, &keys::region_state_key(self.region.id), &state);
     }
 
     /// Stages the region meta of a live peer together with its merge state: `Merging` with
@@ -348,6 +369,7 @@ impl PeerStorage {
             }
         }
         self.region = data.region;
+        self.applied_from = self.region.epoch;
         self.merge_state = data.merge;
         self.raft_state.last_index = meta.index;
         self.raft_state.last_term = meta.term;

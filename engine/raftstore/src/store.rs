@@ -747,12 +747,17 @@ impl Store {
                 store.compact_to(&mut gc_batch, applied - keep).map_err(|e| e.to_string())?;
             }
         }
-        crate::merge::drive(
+        let proposed = crate::merge::drive(
             &mut self.peers,
             self.cfg.store_id,
             self.cfg.heartbeat_ticks as u64,
             self.cfg.merge_fence_after_ticks,
         );
+        for region_id in proposed {
+            if let Some(peer) = self.peers.get_mut(&region_id) {
+                wake_for_work(peer, &mut self.active);
+            }
+        }
         if !gc_batch.is_empty() {
             self.engine.write(gc_batch, WriteOptions::NO_SYNC).map_err(|e| format!("log gc write failed: {e}"))?;
         }

@@ -116,6 +116,7 @@ impl Peer {
         let agree = cfg.hibernate_regions
             && self.is_initialized()
             && self.removal.is_none()
+            && !self.in_merge()
             && raft.state == StateRole::Follower
             && raft.term == term
             && raft.leader_id == from
@@ -156,6 +157,12 @@ impl Peer {
         }
     }
 
+    /// A merge source (frozen until its merge commits or rolls back, which its leader drives
+    /// on ticks) or a target whose apply waits on a CommitMerge: neither may sleep.
+    fn in_merge(&self) -> bool {
+        self.raw.store().merge_state.is_some() || self.merge_blocked
+    }
+
     fn sleep(&mut self) {
         self.hibernation = Hibernation { idle: true, poll: None, missing_ticks: 0 };
     }
@@ -172,6 +179,7 @@ impl Peer {
         let last = raft.raft_log.last_index();
         self.is_leader()
             && self.is_initialized()
+            && !self.in_merge()
             && raft.raft_log.committed == last
             && self.raw.store().apply_state.applied_index == last
             && raft.lead_transferee.is_none()

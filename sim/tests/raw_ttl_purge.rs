@@ -6,7 +6,7 @@
 
 use keel_client::RawClient;
 use keel_sim::cluster::Cluster;
-use keel_sim::scenario::register::start_cluster;
+use keel_sim::scenario::register::{start_cluster, Knobs};
 use keel_storage::{CfName, Engine};
 use madsim::runtime::Runtime;
 use std::time::Duration;
@@ -59,7 +59,7 @@ fn run(seed: u64) {
     rt.set_time_limit(Duration::from_secs(600));
     rt.block_on(async {
         let mut cluster = Cluster::new();
-        let (pd_addr, stores) = start_cluster(&mut cluster, 3, 3, false);
+        let (pd_addr, stores) = start_cluster(&mut cluster, 3, 3, Knobs::CHECKED);
         cluster.add_client("client");
         let writes = cluster.spawn_on("client", async move {
             let client = RawClient::connect(vec![pd_addr]).await.expect("connect");

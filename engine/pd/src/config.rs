@@ -54,9 +54,9 @@ pub struct ScheduleConfig {
     /// Run the balance-region scheduler.
     pub balance_region: bool,
     /// Run the merge checker: merge a small region into a small adjacent one whose peers
-    /// are on the same stores. Off by default (also in [`ScheduleConfig::test_min`]) until
-    /// the simulator passes with it on: a merge whose target merged away first can leave
-    /// the source frozen for good (TiKV runs it by default).
+    /// are on the same stores. On in [`ScheduleConfig::test_min`] (the simulator runs with
+    /// it); off by default until it has run in the simulator under every fault family, not
+    /// only those its sweeps covered (TiKV runs it by default).
     pub merge_checker: bool,
     /// A region merges only with at most this many bytes... (TiKV: `max-merge-region-size`,
     /// 20 MiB.) The region it merges into must be this small too.
@@ -136,7 +136,7 @@ impl ScheduleConfig {
             region_schedule_limit: 4,
             leader_schedule_limit: 4,
             store_limit: 2,
-            merge_checker: false,
+            merge_checker: true,
             max_merge_region_size_bytes: 4 * 1024,
             max_merge_region_keys: 20,
             split_merge_interval: Duration::from_secs(10),

@@ -618,7 +618,7 @@ async fn start_merge(c: &Cluster) {
     use keel_types::proto::pd::Operator;
     wait_until("the merge is prepared", || async {
         let handles = c.net.handles.lock().unwrap().clone();
-        for (s, h) in handles {
+        for h in handles.into_values() {
             let status = h.status().await;
             let Some(src) = status.iter().find(|r| r.region.id == 2) else { return true };
             if src.region.epoch.conf_ver > 1 {

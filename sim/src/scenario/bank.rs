@@ -7,7 +7,7 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, CheckModel, RunConfig, ScenarioOutcome};
-use crate::scenario::register::start_cluster;
+use crate::scenario::register::{start_cluster, Knobs};
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, TransactionClient, TransactionStats};
 use keel_workloads::bank::{account_key, run_process, setup, BankConfig};
@@ -53,7 +53,7 @@ where
     PF: Future<Output = TransactionStats> + Send + 'static,
 {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, false);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, Knobs::CHECKED);
     cluster.set_workload_keys(keys);
     cluster.add_client("setup");
     let pd = pd_addr.clone();

@@ -35,14 +35,30 @@ pub(crate) fn store_port(disk: &keel_storage::SimEngine) -> u16 {
     STORE_PORT + disk.stats().replacements as u16
 }
 
-/// Starts PD and `stores` storage nodes, regions replicated `replicas` ways; returns the PD
-/// address and the store names. `hibernate` lets idle regions sleep (the server's
-/// hibernate-regions, off by default while register seed 27 under suspend fails with it).
-pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, hibernate: bool) -> (String, Vec<String>) {
+/// What a scenario's cluster runs beyond the `test_min` configurations.
+#[derive(Clone, Copy, Debug)]
+pub struct Knobs {
+    /// Idle regions sleep (the server's hibernate-regions, off by default while register
+    /// seed 27 under suspend fails with it).
+    pub hibernate: bool,
+    /// PD's merge checker merges small neighbours (on in `test_min`).
+    pub merge: bool,
+}
+
+impl Knobs {
+    /// What the checked scenarios run: merges on, hibernation off (as the server's default).
+    pub const CHECKED: Knobs = Knobs { hibernate: false, merge: true };
+}
+
+/// Starts PD and `stores` storage nodes, regions replicated `replicas` ways, set up as
+/// `knobs` says; returns the PD address and the store names.
+pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, knobs: Knobs) -> (String, Vec<String>) {
+    let Knobs { hibernate, merge } = knobs;
     let pd = cluster.add_node("pd", move |env| async move {
         let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
         let mut config = PdConfig::test_min(env.addr(PD_PORT));
         config.cluster_id = Some(1);
+        config.schedule.merge_checker = merge;
         config.max_replicas = replicas;
         if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
             tracing::warn!(%e, "pd stopped");
@@ -99,7 +115,7 @@ pub(crate) fn spawn_processes(
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, false);
+    let (pd_addr, stores) = start_cluster(&mut cluster, cfg.stores, cfg.stores, Knobs::CHECKED);
     cluster.set_workload_keys((0..RegisterConfig::default().keys).map(|k| format!("reg-{k}").into_bytes()).collect());
     let (history, progress, stop, tasks) = spawn_processes(&mut cluster, &pd_addr, PROCESSES);
 

@@ -8,7 +8,7 @@
 
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, RunConfig, ScenarioOutcome};
-use crate::scenario::register::start_cluster;
+use crate::scenario::register::{start_cluster, Knobs};
 use keel_client::{PdClient, RawClient};
 use keel_types::proto::pd::{OperatorStatus, RegionInfo};
 use keel_types::{PeerRole, StoreId};
@@ -44,7 +44,7 @@ const QUIET_STRETCH: Duration = Duration::from_secs(20);
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3, false);
+    let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3, Knobs::CHECKED);
     cluster.add_client("observer");
     let pd = PdClient::new(vec![pd_addr.clone()]);
     let state = SharedSet::default();

@@ -7,7 +7,7 @@
 use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
 use crate::scenario::consistency::check_replicas;
-use crate::scenario::register::start_cluster;
+use crate::scenario::register::{start_cluster, Knobs};
 use crate::scenario::register::CONVERGENCE_DEADLINE;
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};
@@ -23,7 +23,7 @@ const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 /// Runs the scenario.
 pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
-    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES, false);
+    let (pd_addr, stores) = start_cluster(&mut cluster, STORES, STORES, Knobs::CHECKED);
     // Split, transfer and membership faults aim at keys spread over the processes' ranges.
     cluster.set_workload_keys(
         (0..PROCESSES).flat_map(|p| (0..10).map(move |n| set_key(p, n * 100).into_bytes())).collect(),

@@ -7,8 +7,8 @@
 use crate::cluster::Cluster;
 use crate::runner::{RunConfig, ScenarioOutcome};
 use crate::scenario::consistency::check_replicas;
-use crate::scenario::register::{start_cluster, Knobs};
 use crate::scenario::register::CONVERGENCE_DEADLINE;
+use crate::scenario::register::{start_cluster, Knobs};
 use crate::scenario::{await_progress, faults_then_heal};
 use keel_client::{PdClient, RawClient};
 use keel_workloads::set::{check_scan, final_scan, run_process, set_key, SharedSet};

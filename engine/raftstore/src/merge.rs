@@ -31,7 +31,9 @@
 //! ([`PeerStorage::applied_from`], persisted with its region state); the source's leader
 //! rolls back only when the target replica on its store is past `E` and its `applied_from`
 //! is at or before `E`. A leader whose target replica cannot prove it hands the source's
-//! leadership on to the next source peer, whose store may (TiKV asks a quorum of source
+//! leadership on to the next source peer, whose store may. A target merged away into a
+//! third region first (its own PrepareMerge froze it past `E`) leaves a tombstone with its
+//! last epoch and `applied_from`, which proves the same (TiKV asks a quorum of source
 //! peers to want the rollback instead; with keel's log compaction a quorum of target
 //! replicas can skip the CommitMerge by snapshots, so a quorum of wishes proves nothing).
 //!
@@ -40,9 +42,10 @@
 
 use crate::apply::{ApplyOutcome, Overlay};
 use crate::cmd::{AdminRequest, CmdBody, CmdResult, RaftCmd};
+use crate::keys;
 use crate::peer::{ApplyEffects, Peer};
-use crate::peer_storage::PeerStorage;
-use keel_storage::WriteBatch;
+use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
+use keel_storage::{Engine, WriteBatch};
 use keel_types::codec::{decode, encode};
 use keel_types::{trace_event, PeerRole, Region, RegionEpoch, RegionError, RegionId, StoreId};
 use raft::eraftpb::Entry;
@@ -305,6 +308,7 @@ enum Next {
 /// go on. Returns the regions it proposed to (asleep, they must wake).
 pub fn drive(
     peers: &mut BTreeMap<RegionId, Peer>,
+    engine: &dyn Engine,
     store_id: StoreId,
     retry_ticks: u64,
     fence_after_ticks: u64,
@@ -324,22 +328,29 @@ pub fn drive(
                 p.id == src.meta.id || src.raw.raft.prs().get(p.id).is_some_and(|pr| pr.matched >= state.commit)
             });
         let expected = state.target.epoch;
-        let next = match peers.get(&state.target.id).filter(|t| t.is_initialized()) {
-            None => Next::Wait,
-            Some(t) if expected.is_stale_against(&t.region().epoch) => {
-                if expected.is_stale_against(&t.raw.store().applied_from) {
+        // The target replica here, live or (merged away, removed) tombstoned: its epoch and
+        // where its in-order apply began.
+        let local = match peers.get(&state.target.id).filter(|t| t.is_initialized()) {
+            Some(t) => Some((t.region().epoch, t.raw.store().applied_from)),
+            None => tombstone(engine, state.target.id).map(|s| (s.region.epoch, s.applied_from)),
+        };
+        let live = peers.get(&state.target.id).filter(|t| t.is_initialized());
+        let next = match (local, live) {
+            (Some((epoch, applied_from)), _) if expected.is_stale_against(&epoch) => {
+                if moved_on_provably(expected, applied_from) {
+                    Next::Rollback
+                } else {
                     // A snapshot took the target replica here past the merge's epoch: it
                     // cannot tell whether the CommitMerge applied. Another store may.
-                    trace_event!("merge.rollback_unproven", "{source_id}: target {:?}", t.region().epoch);
+                    trace_event!("merge.rollback_unproven", "{source_id}: target {epoch:?}");
                     next_source_peer(src.region(), src.meta.id).map_or(Next::Wait, Next::TransferTo)
-                } else {
-                    Next::Rollback
                 }
             }
-            Some(t) if t.region().epoch != expected || t.merge_blocked => Next::Wait,
-            Some(t) if t.is_leader() && all_hold_it => Next::Commit,
-            Some(t) if t.is_leader() && src.ticks.saturating_sub(seen) > fence_after_ticks => Next::Fence,
-            Some(t) => match t.leader().and_then(|l| src.region().peer_on_store(l.store_id).copied()) {
+            (_, None) => Next::Wait,
+            (_, Some(t)) if t.region().epoch != expected || t.merge_blocked => Next::Wait,
+            (_, Some(t)) if t.is_leader() && all_hold_it => Next::Commit,
+            (_, Some(t)) if t.is_leader() && src.ticks.saturating_sub(seen) > fence_after_ticks => Next::Fence,
+            (_, Some(t)) => match t.leader().and_then(|l| src.region().peer_on_store(l.store_id).copied()) {
                 Some(p) if p.store_id != store_id => Next::TransferTo(p),
                 _ => Next::Wait,
             },
@@ -374,6 +385,24 @@ pub fn drive(
         }
     }
     proposed
+}
+
+/// The state a destroyed replica of `region_id` left on this store, if it left one. A merge
+/// target merged away into a third region (or removed) leaves its last epoch here: past the
+/// merge's, it proves as a live replica would (the target's own PrepareMerge froze it, and a
+/// frozen region applies no CommitMerge).
+fn tombstone(engine: &dyn Engine, region_id: RegionId) -> Option<RegionLocalState> {
+    read::<RegionLocalState>(engine, &keys::region_state_key(region_id))
+        .ok()
+        .flatten()
+        .filter(|s| s.state == PeerState::Tombstone)
+}
+
+/// Whether a target replica now past the merge's target epoch `expected` proves that no
+/// CommitMerge of it applied: only if its in-order apply began at or before `expected`
+/// (see the module doc).
+fn moved_on_provably(expected: RegionEpoch, applied_from: RegionEpoch) -> bool {
+    !expected.is_stale_against(&applied_from)
 }
 
 /// The source peer after `me` in peer-id order (round robin), if there is another.
@@ -421,6 +450,26 @@ mod tests {
         assert!(check_mergeable(&a, &learner).is_err());
         // The end of the key space is not adjacent to its start.
         assert!(check_mergeable(&region(3, b"x", b"", &[1]), &region(4, b"", b"c", &[1])).is_err());
+    }
+
+    #[test]
+    fn only_a_replica_that_applied_across_the_merge_epoch_proves_the_target_moved_on() {
+        let e = |conf_ver, version| RegionEpoch { conf_ver, version };
+        // Applied in order from its creation, or from a snapshot at the very epoch.
+        assert!(moved_on_provably(e(2, 5), e(1, 1)));
+        assert!(moved_on_provably(e(2, 5), e(2, 5)));
+        // A snapshot past the epoch (the merge then a split since, say): no proof either way.
+        assert!(!moved_on_provably(e(2, 5), e(2, 6)));
+        assert!(!moved_on_provably(e(2, 5), e(3, 5)));
+    }
+
+    #[test]
+    fn the_source_leadership_goes_round_the_other_peers() {
+        let r = region(1, b"", b"m", &[1, 2, 3]);
+        let ids: Vec<u64> = r.peers.iter().map(|p| p.id).collect();
+        assert_eq!(next_source_peer(&r, ids[0]).map(|p| p.id), Some(ids[1]));
+        assert_eq!(next_source_peer(&r, ids[2]).map(|p| p.id), Some(ids[0]));
+        assert_eq!(next_source_peer(&region(1, b"", b"m", &[1]), 11), None);
     }
 
     #[test]

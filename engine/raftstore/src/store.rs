@@ -749,6 +749,7 @@ impl Store {
         }
         let proposed = crate::merge::drive(
             &mut self.peers,
+            &*self.engine,
             self.cfg.store_id,
             self.cfg.heartbeat_ticks as u64,
             self.cfg.merge_fence_after_ticks,

@@ -54,9 +54,9 @@ pub struct ScheduleConfig {
     /// Run the balance-region scheduler.
     pub balance_region: bool,
     /// Run the merge checker: merge a small region into a small adjacent one whose peers
-    /// are on the same stores. On in [`ScheduleConfig::test_min`] (the simulator runs with
-    /// it); off by default until it has run in the simulator under every fault family, not
-    /// only those its sweeps covered (TiKV runs it by default).
+    /// are on the same stores. On in [`ScheduleConfig::test_min`] (every checked simulator
+    /// scenario runs with it); off by default until merges have run in the real-process
+    /// tests (TiKV runs it by default).
     pub merge_checker: bool,
     /// A region merges only with at most this many bytes... (TiKV: `max-merge-region-size`,
     /// 20 MiB.) The region it merges into must be this small too.

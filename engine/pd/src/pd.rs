@@ -263,14 +263,23 @@ impl Pd {
             PdRequest::GetAllStores => Ok(PdResponse::Stores(self.stores.values().cloned().collect())),
             PdRequest::StoreHeartbeat(stats) => self.store_heartbeat(stats),
             PdRequest::RegionHeartbeat(hb) => self.region_heartbeat(hb),
-            PdRequest::GetRegion { key } => Ok(PdResponse::Region(self.regions.get_by_key(&key).map(info))),
-            PdRequest::GetRegionById(id) => Ok(PdResponse::Region(self.regions.get(id).map(info))),
+            PdRequest::GetRegion { key } => {
+                let cluster = self.cluster(self.clock.elapsed_ms());
+                Ok(PdResponse::Region(self.regions.get_by_key(&key).map(|e| info(&cluster, e))))
+            }
+            PdRequest::GetRegionById(id) => {
+                let cluster = self.cluster(self.clock.elapsed_ms());
+                Ok(PdResponse::Region(self.regions.get(id).map(|e| info(&cluster, e))))
+            }
             PdRequest::ScanRegions { start_key, end_key, limit } => {
                 if !end_key.is_empty() && start_key >= end_key {
                     return Ok(PdResponse::Regions(Vec::new()));
                 }
                 let limit = if limit == 0 { usize::MAX } else { limit as usize };
-                Ok(PdResponse::Regions(self.regions.scan(&start_key, &end_key, limit).map(info).collect()))
+                let cluster = self.cluster(self.clock.elapsed_ms());
+                Ok(PdResponse::Regions(
+                    self.regions.scan(&start_key, &end_key, limit).map(|e| info(&cluster, e)).collect(),
+                ))
             }
             PdRequest::Tso { count } => {
                 if count == 0 || count > TSO_COUNT_MAX {
@@ -595,8 +604,9 @@ impl Pd {
     }
 }
 
-fn info(entry: &RegionEntry) -> RegionInfo {
-    RegionInfo { region: entry.region.clone(), leader: entry.leader }
+fn info(cluster: &Cluster<'_>, entry: &RegionEntry) -> RegionInfo {
+    let down_peers = entry.region.peers.iter().filter(|p| cluster.peer_down(entry, p)).copied().collect();
+    RegionInfo { region: entry.region.clone(), leader: entry.leader, down_peers }
 }
 
 fn validate_region(region: &Region) -> Result<(), PdError> {

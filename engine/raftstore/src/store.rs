@@ -56,6 +56,10 @@ pub trait PdReporter: Send + Sync + 'static {
     /// it may have been removed while cut off. Ask PD, and if PD's newer region no longer
     /// lists the peer, destroy it with [`StoreHandle::destroy_stale_peer`].
     fn check_stale_peer(&self, region: &Region, peer: keel_types::Peer);
+    /// This store's replica `peer` of `region_id` applied its own removal and waits for the
+    /// region's voters: ask PD which peers of the region are down, and pass the answer to
+    /// [`StoreHandle::down_peers`].
+    fn check_removal(&self, region_id: RegionId, peer: keel_types::Peer);
 }
 
 /// A region's state as the store loop reports it (for heartbeats, status pages and tests).
@@ -82,6 +86,7 @@ enum StoreMsg {
     CreateRegion { region: Region, reply: oneshot::Sender<Result<bool, String>> },
     Operator { region_id: RegionId, op: Operator },
     DestroyStale { region_id: RegionId, peer_id: u64, conf_ver: u64 },
+    DownPeers { region_id: RegionId, peer_id: u64, down: Vec<u64> },
     Status { reply: oneshot::Sender<Vec<RegionStatus>> },
 }
 
@@ -165,6 +170,12 @@ impl StoreHandle {
     /// older than `conf_ver` (PD's region has moved on without it).
     pub async fn destroy_stale_peer(&self, region_id: RegionId, peer_id: u64, conf_ver: u64) {
         let _ = self.tx.send(StoreMsg::DestroyStale { region_id, peer_id, conf_ver }).await;
+    }
+
+    /// Tells this store's removed replica `peer_id` of `region_id` which peers of the
+    /// region PD judges down (PD's answer to [`PdReporter::check_removal`]).
+    pub async fn down_peers(&self, region_id: RegionId, peer_id: u64, down: Vec<u64>) {
+        let _ = self.tx.send(StoreMsg::DownPeers { region_id, peer_id, down }).await;
     }
 
     /// Every region on this store.
@@ -381,6 +392,13 @@ impl Store {
                     if let Err(e) = self.destroy_peers(&[region_id]) {
                         tracing::error!(%e, "destroying a stale peer failed");
                     }
+                }
+            }
+            StoreMsg::DownPeers { region_id, peer_id, down } => {
+                let removal =
+                    self.peers.get_mut(&region_id).filter(|p| p.meta.id == peer_id).and_then(|p| p.removal.as_mut());
+                if let Some(removal) = removal {
+                    removal.pd_reports_down(down);
                 }
             }
             StoreMsg::Status { reply } => {
@@ -706,14 +724,25 @@ impl Store {
             {
                 self.pd.region_heartbeat(heartbeat(peer, &self.cfg));
             }
-            if let Some(removal) = &peer.removal {
+            if let Some(removal) = peer.removal.as_mut() {
                 if peer.ticks % self.cfg.removed_peer_check_ticks == 0 {
                     if removal.done() {
-                        done.push(peer.region_id());
+                        trace_event!(
+                            "store.removed_done",
+                            "s{} {}: the region is past the removal (given up as down: {:?})",
+                            self.cfg.store_id,
+                            region_id,
+                            removal.given_up()
+                        );
+                        done.push(region_id);
                     } else {
                         // Every voter, not only those still awaited: the answers also bring
                         // newer configurations (a dead voter is awaited until one replaces it).
-                        probes.extend(removal.voters().into_iter().map(|to| probe(peer, to)));
+                        let voters = removal.voters();
+                        removal.probed();
+                        probes.extend(voters.into_iter().map(|to| probe(peer, to)));
+                        // And PD, which knows which of them are down for good.
+                        self.pd.check_removal(peer.region_id(), peer.meta);
                     }
                 }
             } else if !peer.is_leader()
@@ -764,13 +793,6 @@ impl Store {
         }
         self.send_envelopes(probes);
         if !done.is_empty() {
-            for region_id in &done {
-                trace_event!(
-                    "store.removed_done",
-                    "s{} {region_id}: the region is past the removal",
-                    self.cfg.store_id
-                );
-            }
             self.destroy_peers(&done)?;
         }
         if self.cfg.hibernate_regions {

@@ -126,6 +126,16 @@ impl PdReporter for PdForwarder {
         });
     }
 
+    fn check_removal(&self, region_id: RegionId, peer: Peer) {
+        let Some(store) = self.store.get().cloned() else { return };
+        let pd = self.pd.clone();
+        tokio::spawn(async move {
+            if let Ok(Some(info)) = pd.get_region_by_id(region_id).await {
+                store.down_peers(region_id, peer.id, info.down_peers.iter().map(|p| p.id).collect()).await;
+            }
+        });
+    }
+
     fn ask_split(&self, region: Region, split_key: Vec<u8>) {
         let Some(store) = self.store.get().cloned() else { return };
         if !self.splitting.lock().expect("splitting lock").insert(region.id) {

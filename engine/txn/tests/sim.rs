@@ -27,6 +27,7 @@ impl PdReporter for NoPd {
     fn ask_split(&self, _region: Region, _split_key: Vec<u8>) {}
     fn became_leader(&self, _region: &Region) {}
     fn check_stale_peer(&self, _region: &Region, _peer: keel_types::Peer) {}
+    fn check_removal(&self, _region_id: u64, _peer: keel_types::Peer) {}
 }
 
 fn region() -> Region {

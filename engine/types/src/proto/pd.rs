@@ -212,6 +212,11 @@ pub struct RegionInfo {
     pub region: Region,
     /// Its leader, if PD knows one.
     pub leader: Option<Peer>,
+    /// Peers PD judges down and will replace: on a store that is gone or silent for longer
+    /// than `max_store_down_time`, or reported unreachable that long by the leader. A
+    /// replica that applied its own removal stops waiting for these (raftstore's
+    /// `removal` module says why that is safe).
+    pub down_peers: Vec<Peer>,
 }
 
 /// PD's answer.

@@ -42,9 +42,8 @@
 
 use crate::apply::{ApplyOutcome, Overlay};
 use crate::cmd::{AdminRequest, CmdBody, CmdResult, RaftCmd};
-use crate::keys;
 use crate::peer::{ApplyEffects, Peer};
-use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
+use crate::peer_storage::{read_tombstone, PeerStorage};
 use keel_storage::{Engine, WriteBatch};
 use keel_types::codec::{decode, encode};
 use keel_types::{trace_event, PeerRole, Region, RegionEpoch, RegionError, RegionId, StoreId};
@@ -266,14 +265,14 @@ pub fn propose_prepare(
 ) {
     let Some(src) = peers.get(&source_id) else { return };
     let local_target = peers.get(&target.id).filter(|t| t.is_initialized());
-    let refuse = if !src.is_leader() || src.raw.store().merge_state.is_some() || src.merge_blocked {
+    let refuse = if !src.is_leader() || src.is_merge_source() || src.merge_blocked {
         Some("source not a leader, or busy")
     } else if peers.values().any(|p| p.raw.store().merge_state.as_ref().is_some_and(|m| m.target.id == source_id)) {
         // A region that another is merging into stays put until that merge ends: had it
         // merged away first, the other's CommitMerge would fail and, with no target left
         // here to prove it, the other could never roll back (scan seed 28).
         Some("another region is merging into the source")
-    } else if local_target.is_none_or(|t| t.region() != &target || t.raw.store().merge_state.is_some()) {
+    } else if local_target.is_none_or(|t| t.region() != &target || t.is_merge_source()) {
         Some("the target replica here differs from PD's")
     } else if let Err(why) = check_mergeable(src.region(), &target) {
         Some(why)
@@ -315,7 +314,7 @@ pub fn drive(
 ) -> Vec<RegionId> {
     let sources: Vec<RegionId> = peers
         .iter()
-        .filter(|(_, p)| p.is_leader() && p.raw.store().merge_state.is_some() && p.ticks >= p.merge_next_tick)
+        .filter(|(_, p)| p.is_leader() && p.is_merge_source() && p.ticks >= p.merge_next_tick)
         .map(|(id, _)| *id)
         .collect();
     let mut proposed = Vec::new();
@@ -332,7 +331,7 @@ pub fn drive(
         // where its in-order apply began.
         let local = match peers.get(&state.target.id).filter(|t| t.is_initialized()) {
             Some(t) => Some((t.region().epoch, t.raw.store().applied_from)),
-            None => tombstone(engine, state.target.id).map(|s| (s.region.epoch, s.applied_from)),
+            None => read_tombstone(engine, state.target.id).map(|s| (s.region.epoch, s.applied_from)),
         };
         let live = peers.get(&state.target.id).filter(|t| t.is_initialized());
         let next = match (local, live) {
@@ -385,17 +384,6 @@ pub fn drive(
         }
     }
     proposed
-}
-
-/// The state a destroyed replica of `region_id` left on this store, if it left one. A merge
-/// target merged away into a third region (or removed) leaves its last epoch here: past the
-/// merge's, it proves as a live replica would (the target's own PrepareMerge froze it, and a
-/// frozen region applies no CommitMerge).
-fn tombstone(engine: &dyn Engine, region_id: RegionId) -> Option<RegionLocalState> {
-    read::<RegionLocalState>(engine, &keys::region_state_key(region_id))
-        .ok()
-        .flatten()
-        .filter(|s| s.state == PeerState::Tombstone)
 }
 
 /// Whether a target replica now past the merge's target epoch `expected` proves that no

@@ -333,6 +333,12 @@ impl Peer {
         &self.raw.store().region
     }
 
+    /// True while this replica's region is the source of a merge (it applied the
+    /// PrepareMerge and is frozen until CommitMerge or RollbackMerge).
+    pub fn is_merge_source(&self) -> bool {
+        self.raw.store().merge_state.is_some()
+    }
+
     /// True when this replica leads its region.
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
@@ -594,7 +600,7 @@ impl Peer {
             EntryType::EntryNormal => {
                 let cmd: RaftCmd =
                     decode(&entry.data).map_err(|e| format!("undecodable entry {}: {e}", entry.index))?;
-                let merging = self.raw.store().merge_state.is_some();
+                let merging = self.is_merge_source();
                 match &cmd.body {
                     // A merge source is frozen: only its rollback applies.
                     _ if merging && !matches!(cmd.body, CmdBody::Admin(AdminRequest::RollbackMerge { .. })) => {
@@ -651,7 +657,7 @@ impl Peer {
             ConfChangeKind::RemovePeer => existing.is_some(),
         };
         // A merge source's membership is frozen (its PrepareMerge bumped conf_ver too).
-        let frozen = self.raw.store().merge_state.is_some();
+        let frozen = self.is_merge_source();
         if cmd.epoch.conf_ver != region.epoch.conf_ver || !valid || frozen {
             // Rejected: raft-rs must then not be told about it at all.
             return Ok(Err(RegionError::EpochNotMatch { current_regions: vec![region] }));

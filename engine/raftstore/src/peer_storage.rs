@@ -499,6 +499,18 @@ pub fn read<T: serde::de::DeserializeOwned>(engine: &dyn Engine, key: &[u8]) -> 
     }
 }
 
+/// The state a destroyed replica of `region_id` left on this store, if it left one (an
+/// unreadable record counts as none). It answers a removed replica's probe, and a merge
+/// target merged away into a third region (or removed) leaves its last epoch here: past the
+/// merge's, it proves as a live replica would (the target's own PrepareMerge froze it, and a
+/// frozen region applies no CommitMerge).
+pub fn read_tombstone(engine: &dyn Engine, region_id: u64) -> Option<RegionLocalState> {
+    read::<RegionLocalState>(engine, &keys::region_state_key(region_id))
+        .ok()
+        .flatten()
+        .filter(|s| s.state == PeerState::Tombstone)
+}
+
 /// Stages one encoded record into the raft CF.
 pub fn put<T: Serialize>(batch: &mut WriteBatch, key: &[u8], value: &T) {
     batch.put(CfName::Raft, key, &encode(value).expect("raft record encodes"));

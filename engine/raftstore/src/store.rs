@@ -16,7 +16,7 @@ use crate::config::StoreConfig;
 use crate::keys;
 use crate::liveness::StoreLiveness;
 use crate::peer::{ApplyEffects, Peer, ProposeReply, ReadReply};
-use crate::peer_storage::{read, PeerState, PeerStorage, RegionLocalState};
+use crate::peer_storage::{read, read_tombstone, PeerState, PeerStorage, RegionLocalState};
 use crate::split_check::{middle_key, region_stats};
 use crate::ticker::RaftTicker;
 use crate::ReadView;
@@ -316,7 +316,7 @@ impl Store {
         }
         // A merge source is frozen: nothing is proposed or read until it is merged (the
         // client then finds the target) or rolled back.
-        if peer.raw.store().merge_state.is_some() {
+        if peer.is_merge_source() {
             return Err(RegionError::ServerIsBusy { reason: format!("region {} is merging", ctx.region_id) }.into());
         }
         let current = peer.region().epoch;
@@ -752,7 +752,7 @@ impl Store {
             {
                 self.pd.check_stale_peer(peer.region(), peer.meta);
             }
-            let merging = peer.raw.store().merge_state.is_some();
+            let merging = peer.is_merge_source();
             if peer.is_leader() && !merging && peer.ticks % self.cfg.split_check_ticks == 0 {
                 // Measuring scans the region: done here, at the split check's pace, and the
                 // result reused by heartbeats.
@@ -810,9 +810,9 @@ impl Store {
                     // The asked peer was superseded here by a newer one (ids only grow).
                     Some(p) if p.meta.id > env.to_peer.id => (p.region().clone(), false),
                     Some(_) => return,
-                    None => match read::<RegionLocalState>(&*self.engine, &keys::region_state_key(env.region_id)) {
-                        Ok(Some(old)) if old.state == PeerState::Tombstone => (old.region, false),
-                        _ => return,
+                    None => match read_tombstone(&*self.engine, env.region_id) {
+                        Some(old) => (old.region, false),
+                        None => return,
                     },
                 };
                 let reply = RaftEnvelope {

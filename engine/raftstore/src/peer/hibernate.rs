@@ -160,7 +160,7 @@ impl Peer {
     /// A merge source (frozen until its merge commits or rolls back, which its leader drives
     /// on ticks) or a target whose apply waits on a CommitMerge: neither may sleep.
     fn in_merge(&self) -> bool {
-        self.raw.store().merge_state.is_some() || self.merge_blocked
+        self.is_merge_source() || self.merge_blocked
     }
 
     fn sleep(&mut self) {

@@ -343,7 +343,7 @@ mod cli {
         format!(
             "{} stores={} nemesis={} gap={}ms{}",
             cfg.workload,
-            cfg.stores,
+            keel_sim::scenario::stores(cfg),
             if cfg.nemesis.is_empty() { "none".into() } else { cfg.nemesis.join(",") },
             cfg.fault_gap_ms,
             if cfg.buggify { " buggify" } else { "" }

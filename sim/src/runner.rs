@@ -226,7 +226,7 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
         verdict: outcome.violation.unwrap_or_else(|| "ok".into()),
         trace_hash: format!("{hash:016x}"),
         trace_events: events,
-        stores: cfg.stores,
+        stores: crate::scenario::stores(cfg),
         buggify: cfg.buggify,
         faults: nemesis.fired,
         faults_unsupported: nemesis.unsupported,

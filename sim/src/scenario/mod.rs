@@ -36,6 +36,18 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     }
 }
 
+/// The storage nodes the scenario `cfg.workload` runs: `cfg.stores` for the workloads that
+/// take a shape, the scenario's own count for the rest (none for the counter self-test).
+pub fn stores(cfg: &RunConfig) -> usize {
+    match cfg.workload.as_str() {
+        "counter" => 0,
+        "scan" => scan::STORES,
+        "repair" => repair::STORES,
+        "regions" => regions::STORES,
+        _ => cfg.stores,
+    }
+}
+
 /// The safety phase of a cluster scenario: the run's nemeses against the stores and PD for
 /// `cfg.duration_s` simulated seconds, then everything healed. Returns when it healed.
 pub(crate) async fn faults_then_heal(cluster: &mut Cluster, stores: &[String], cfg: &RunConfig) -> Instant {

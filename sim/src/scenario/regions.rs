@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::sleep;
 
-const STORES: usize = 3;
+/// Storage nodes.
+pub(crate) const STORES: usize = 3;
 const PHASE: Duration = Duration::from_secs(30);
 const PROCESSES: u64 = 5;
 /// Rounds of pre-splitting: each retries the splits the one before could not land.

@@ -9,19 +9,20 @@
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, RunConfig, ScenarioOutcome};
 use crate::scenario::register::{start_cluster, Knobs};
+use crate::scenario::scan::spawn_set_processes;
 use keel_client::{PdClient, RawClient};
 use keel_types::proto::pd::{OperatorStatus, RegionInfo};
 use keel_types::{PeerRole, StoreId};
-use keel_workloads::set::{check_scan, final_scan, run_process, SharedSet};
+use keel_workloads::set::{check_scan, final_scan};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 
-const STORES: usize = 5;
+/// Storage nodes: five, so three replicas survive a dead store with room to move.
+pub(crate) const STORES: usize = 5;
 const PROCESSES: u64 = 3;
 /// After a store dies, every region must be whole again within this much simulated time
 /// (PD waits `max_store_down_time`, 10 s in the simulator, before replacing).
@@ -47,19 +48,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3, Knobs::CHECKED);
     cluster.add_client("observer");
     let pd = PdClient::new(vec![pd_addr.clone()]);
-    let state = SharedSet::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for p in 0..PROCESSES {
-        let name = format!("client-{p}");
-        cluster.add_client(&name);
-        let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.clone());
-        let seed: u64 = madsim::rand::random();
-        tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
-            run_process(client, state, p, seed, stop).await;
-        }));
-    }
+    let (state, stop, tasks) = spawn_set_processes(&mut cluster, &pd_addr, PROCESSES);
     // Load (and the run's nemeses, against PD only: store faults would blur the repair).
     let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
     let until = Instant::now() + Duration::from_secs(cfg.duration_s);

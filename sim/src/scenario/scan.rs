@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PROCESSES: u64 = 5;
-const STORES: usize = 3;
+/// Storage nodes (every one holds a replica of every region).
+pub(crate) const STORES: usize = 3;
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the scenario.
@@ -28,19 +29,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     cluster.set_workload_keys(
         (0..PROCESSES).flat_map(|p| (0..10).map(move |n| set_key(p, n * 100).into_bytes())).collect(),
     );
-    let state = SharedSet::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for p in 0..PROCESSES {
-        let name = format!("client-{p}");
-        cluster.add_client(&name);
-        let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.clone());
-        let seed: u64 = madsim::rand::random();
-        tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
-            run_process(client, state, p, seed, stop).await;
-        }));
-    }
+    let (state, stop, tasks) = spawn_set_processes(&mut cluster, &pd_addr, PROCESSES);
     let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;
     let mut violation =
         await_progress(PROCESSES, healed_at, LIVENESS_DEADLINE, |p| state.lock().unwrap().progress.get(&p).copied())
@@ -76,4 +65,27 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     violation = violation.or_else(|| s.violation.clone()).or(final_violation);
     keel_types::trace_event!("scan.final", "{} {} {} {regions}", s.ops, s.scans, s.acked.len());
     ScenarioOutcome { ops: s.ops, regions, violation, ..Default::default() }
+}
+
+/// Starts `processes` set-workload client processes (nodes `client-0`…), each with its own
+/// raw client, adding to one shared set until the returned flag is raised.
+pub(crate) fn spawn_set_processes(
+    cluster: &mut Cluster,
+    pd_addr: &str,
+    processes: u64,
+) -> (SharedSet, Arc<AtomicBool>, Vec<madsim::task::JoinHandle<()>>) {
+    let state = SharedSet::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..processes {
+        let name = format!("client-{p}");
+        cluster.add_client(&name);
+        let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.to_string());
+        let seed: u64 = madsim::rand::random();
+        tasks.push(cluster.spawn_on(&name, async move {
+            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            run_process(client, state, p, seed, stop).await;
+        }));
+    }
+    (state, stop, tasks)
 }

@@ -31,7 +31,8 @@ pub struct ConfigFlags {
 }
 
 /// Keys of a `keel pd` config file.
-const PD_KEYS: &[&str] = &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "log-level"];
+const PD_KEYS: &[&str] =
+    &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "merge-regions", "log-level"];
 /// Keys of a `keel server` config file.
 const SERVER_KEYS: &[&str] =
     &["pd-endpoints", "addr", "advertise-addr", "status-addr", "data-dir", "labels", "log-level", "hibernate-regions"];
@@ -49,6 +50,8 @@ pub struct PdFile {
     pub data_dir: Option<PathBuf>,
     /// `max-replicas`.
     pub max_replicas: Option<usize>,
+    /// `merge-regions`.
+    pub merge_regions: Option<bool>,
     /// `log-level`.
     pub log_level: Option<String>,
 }
@@ -144,6 +147,7 @@ pub fn parse_pd(text: &str) -> Result<PdFile, Vec<String>> {
         status_addr: c.address("status-addr"),
         data_dir: c.get("data-dir", "a path string"),
         max_replicas,
+        merge_regions: c.get("merge-regions", "true or false"),
         log_level: c.log_level(),
     };
     c.finish(file)
@@ -209,48 +213,33 @@ fn from_cli(matches: &ArgMatches, id: &str) -> bool {
     matches.value_source(id) == Some(ValueSource::CommandLine)
 }
 
-/// Fills in `args` from the file wherever the command line did not set a flag.
-pub fn merge_pd(args: &mut PdArgs, file: PdFile, matches: &ArgMatches) {
-    if let Some(v) = file.addr.filter(|_| !from_cli(matches, "addr")) {
-        args.addr = v;
-    }
-    if let Some(v) = file.advertise_addr.filter(|_| !from_cli(matches, "advertise_addr")) {
-        args.advertise_addr = Some(v);
-    }
-    if let Some(v) = file.status_addr.filter(|_| !from_cli(matches, "status_addr")) {
-        args.status_addr = v;
-    }
-    if let Some(v) = file.data_dir.filter(|_| !from_cli(matches, "data_dir")) {
-        args.data_dir = v;
-    }
-    if let Some(v) = file.max_replicas.filter(|_| !from_cli(matches, "max_replicas")) {
-        args.max_replicas = v;
+/// Sets `slot` to the file's value, unless the flag `id` was given on the command line.
+fn fill<T>(slot: &mut T, from_file: Option<T>, matches: &ArgMatches, id: &str) {
+    if let Some(v) = from_file.filter(|_| !from_cli(matches, id)) {
+        *slot = v;
     }
 }
 
 /// Fills in `args` from the file wherever the command line did not set a flag.
+pub fn merge_pd(args: &mut PdArgs, file: PdFile, matches: &ArgMatches) {
+    fill(&mut args.addr, file.addr, matches, "addr");
+    fill(&mut args.advertise_addr, file.advertise_addr.map(Some), matches, "advertise_addr");
+    fill(&mut args.status_addr, file.status_addr, matches, "status_addr");
+    fill(&mut args.data_dir, file.data_dir, matches, "data_dir");
+    fill(&mut args.max_replicas, file.max_replicas, matches, "max_replicas");
+    fill(&mut args.merge_regions, file.merge_regions, matches, "merge_regions");
+}
+
+/// Fills in `args` from the file wherever the command line did not set a flag.
 pub fn merge_server(args: &mut ServerArgs, file: ServerFile, matches: &ArgMatches) {
-    if let Some(v) = file.pd_endpoints.filter(|_| !from_cli(matches, "pd")) {
-        args.pd = v;
-    }
-    if let Some(v) = file.addr.filter(|_| !from_cli(matches, "addr")) {
-        args.addr = v;
-    }
-    if let Some(v) = file.advertise_addr.filter(|_| !from_cli(matches, "advertise_addr")) {
-        args.advertise_addr = Some(v);
-    }
-    if let Some(v) = file.status_addr.filter(|_| !from_cli(matches, "status_addr")) {
-        args.status_addr = v;
-    }
-    if let Some(v) = file.data_dir.filter(|_| !from_cli(matches, "data_dir")) {
-        args.data_dir = v;
-    }
-    if let Some(v) = file.labels.filter(|_| !from_cli(matches, "labels")) {
-        args.labels = v.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    }
-    if let Some(v) = file.hibernate_regions.filter(|_| !from_cli(matches, "hibernate_regions")) {
-        args.hibernate_regions = v;
-    }
+    fill(&mut args.pd, file.pd_endpoints, matches, "pd");
+    fill(&mut args.addr, file.addr, matches, "addr");
+    fill(&mut args.advertise_addr, file.advertise_addr.map(Some), matches, "advertise_addr");
+    fill(&mut args.status_addr, file.status_addr, matches, "status_addr");
+    fill(&mut args.data_dir, file.data_dir, matches, "data_dir");
+    let labels = file.labels.map(|l| l.into_iter().map(|(k, v)| format!("{k}={v}")).collect());
+    fill(&mut args.labels, labels, matches, "labels");
+    fill(&mut args.hibernate_regions, file.hibernate_regions, matches, "hibernate_regions");
 }
 
 #[cfg(test)]
@@ -292,6 +281,28 @@ mod tests {
         assert!(parse_pd(&format!("max-replicas = {MAX_REPLICAS_MAX}")).is_ok());
         assert!(parse_pd("max-replicas = 0").is_err());
         assert!(parse_pd(&format!("max-replicas = {}", MAX_REPLICAS_MAX + 1)).is_err());
+    }
+
+    #[derive(Parser)]
+    struct PdCli {
+        #[command(flatten)]
+        pd: PdArgs,
+    }
+
+    #[test]
+    fn merge_regions_is_off_unless_the_file_or_the_flag_says_so() {
+        assert_eq!(parse_pd("merge-regions = true").unwrap().merge_regions, Some(true));
+        assert!(parse_pd("merge-regions = \"yes\"").is_err());
+        let matches = PdCli::command().get_matches_from(["x"]);
+        let mut args = PdCli::from_arg_matches(&matches).unwrap().pd;
+        assert!(!args.merge_regions, "off by default");
+        merge_pd(&mut args, parse_pd("merge-regions = true\nmax-replicas = 5").unwrap(), &matches);
+        assert!(args.merge_regions, "the file turns it on");
+        assert_eq!(args.max_replicas, 5);
+        let matches = PdCli::command().get_matches_from(["x", "--merge-regions", "false"]);
+        let mut args = PdCli::from_arg_matches(&matches).unwrap().pd;
+        merge_pd(&mut args, parse_pd("merge-regions = true").unwrap(), &matches);
+        assert!(!args.merge_regions, "the flag wins");
     }
 
     #[derive(Parser)]

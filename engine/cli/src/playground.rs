@@ -47,6 +47,7 @@ pub async fn run(args: PlaygroundArgs) -> Result<(), String> {
         advertise_addr: None,
         data_dir: args.data_dir.join("pd"),
         max_replicas: args.nodes.min(3),
+        merge_regions: false,
         status_addr: PD_STATUS_ADDR.to_string(),
     };
     let mut tasks = vec![tokio::spawn(start_pd(pd))];

@@ -32,6 +32,10 @@ pub struct PdArgs {
     /// Address of the status HTTP server (/metrics, /status, /ready, /regions).
     #[arg(long, default_value = "127.0.0.1:2381")]
     pub status_addr: String,
+    /// Merge small adjacent regions back together (checked in the simulator under every
+    /// fault family; off by default until it has run in production).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub merge_regions: bool,
 }
 
 /// Flags of `keel server`.
@@ -102,6 +106,7 @@ pub async fn start_pd(args: PdArgs) -> Result<(), String> {
     let status = Status::start(&args.status_addr, "pd").await?;
     let mut config = PdConfig::new(args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone()));
     config.max_replicas = args.max_replicas;
+    config.schedule.merge_checker = args.merge_regions;
     let pd = Pd::open(config, engine, Clock::new()).map_err(|e| format!("pd cannot start: {e}"))?;
     tracing::info!(cluster_id = pd.cluster_id(), addr = %args.addr, "pd: serving");
     let pd = Arc::new(Mutex::new(pd));

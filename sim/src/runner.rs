@@ -197,6 +197,9 @@ fn run_on_this_thread(cfg: &RunConfig) -> RunSummary {
     };
     let (hash, events) = trace::snapshot();
     let kept = trace::take_events();
+    for (name, value) in trace::take_counts() {
+        add_stat(name, value);
+    }
     let nemesis = crate::faults::take_report();
     let buggified = keel_types::buggify::fired().into_iter().map(|(site, n)| (site.to_string(), n)).collect();
     keel_types::buggify::configure(false, 0);

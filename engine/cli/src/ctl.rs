@@ -93,7 +93,8 @@ pub enum CtlCommand {
         /// Store id.
         store: u64,
     },
-    /// Show PD's GC safe point, or advance it with --set (it never moves back).
+    /// Show PD's GC safe point, or advance it with --set (it never moves back; locks of
+    /// transactions that started below it are settled first).
     GcSafepoint {
         /// New safe point (a TSO timestamp).
         #[arg(long)]

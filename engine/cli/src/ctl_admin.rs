@@ -1,7 +1,7 @@
 //! `keel ctl` cluster operations: look up a region, split it, move its leader, drain and
 //! remove a store, and show or advance PD's GC safe point.
 
-use keel_client::PdClient;
+use keel_client::{PdClient, RawClient, TransactionClient};
 use keel_rpc::RpcClient;
 use keel_types::proto::pd::{ManualOperator, RegionInfo, StoreState};
 use keel_types::proto::store::{Context, StoreError, StoreRequest, StoreResponse, StoreResult};
@@ -146,10 +146,21 @@ pub async fn remove_store(pd: &PdClient, id: StoreId) -> Result<(), String> {
 }
 
 /// `keel ctl gc-safepoint [--set TS]`: prints PD's GC safe point, after advancing it to TS
-/// if given (it never moves back).
+/// if given (it never moves back). Before advancing, it settles every lock of a transaction
+/// that started below TS in the whole key space, and refuses while one may still commit:
+/// the nodes' GC workers drop the commit records such locks are decided by.
 pub async fn gc_safe_point(pd: &PdClient, set: Option<u64>) -> Result<(), String> {
     let ts = match set {
-        Some(ts) => pd.update_gc_safe_point(Timestamp(ts)).await,
+        Some(ts) => {
+            let client = TransactionClient::with_raw(RawClient::with_pd(pd.clone()));
+            let alive = client.resolve_locks_below(Timestamp(ts), b"", b"").await.map_err(|e| e.to_string())?;
+            if alive > 0 {
+                return Err(format!(
+                    "{alive} transactions that started below {ts} still hold locks and may commit; try again later"
+                ));
+            }
+            pd.update_gc_safe_point(Timestamp(ts)).await
+        }
         None => pd.get_gc_safe_point().await,
     }
     .map_err(|e| format!("pd: {e}"))?;

@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 
 mod error;
+mod gc;
+mod live_txns;
 mod lock_backoff;
 mod pd;
 mod raw;

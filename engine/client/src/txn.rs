@@ -30,6 +30,7 @@
 //! or, for async commit, a prewrite — got no definite answer; a later read tells).
 
 use crate::error::{ClientError, Result};
+use crate::live_txns::{LiveGuard, LiveTxns};
 use crate::lock_backoff::LockBackoff;
 use crate::pd::PdClient;
 use crate::raw::{
@@ -126,11 +127,13 @@ fn bump(c: &AtomicU64) {
 /// batcher and the counters.
 #[derive(Clone)]
 pub struct TransactionClient {
-    raw: RawClient,
+    pub(crate) raw: RawClient,
     counters: Arc<Counters>,
     /// Outcomes of other transactions learnt while resolving their locks (ZERO: rolled
     /// back); at most [`DECIDED_CACHE_MAX`], the oldest forgotten first.
     decided: Arc<Mutex<BTreeMap<Timestamp, Timestamp>>>,
+    /// The transactions handed out and not yet dropped.
+    live: LiveTxns,
 }
 
 impl std::fmt::Debug for TransactionClient {
@@ -152,7 +155,7 @@ impl TransactionClient {
 
     /// A transactional client sharing `raw`'s routing and connections. Does no I/O.
     pub fn with_raw(raw: RawClient) -> TransactionClient {
-        TransactionClient { raw, counters: Arc::default(), decided: Arc::default() }
+        TransactionClient { raw, counters: Arc::default(), decided: Arc::default(), live: LiveTxns::default() }
     }
 
     /// The PD client (timestamps).
@@ -178,6 +181,15 @@ impl TransactionClient {
         }
     }
 
+    /// When the oldest transaction this client (and its clones) handed out and that is not
+    /// dropped yet began — asked PD for its start_ts, or for [`TransactionClient::snapshot_at`],
+    /// was created; `None` when there is none. Every live transaction's start_ts is above any
+    /// timestamp PD handed out before that instant (a snapshot at a chosen timestamp aside),
+    /// so a GC safe point taken from PD earlier than it cannot hide anything they read.
+    pub fn oldest_live_txn_began(&self) -> Option<Instant> {
+        self.live.oldest()
+    }
+
     /// Starts a 2PC transaction at a fresh timestamp.
     pub async fn begin(&self) -> Result<Transaction> {
         self.begin_with_options(TransactionOptions::default()).await
@@ -185,13 +197,18 @@ impl TransactionClient {
 
     /// Starts a transaction at a fresh timestamp with the given commit options.
     pub async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction> {
+        let live = self.live.enter();
         let start_ts = self.timestamp("begin").await?;
-        Ok(self.snapshot_at(start_ts, options))
+        Ok(self.transaction(start_ts, options, live))
     }
 
     /// A transaction reading at `start_ts` (a snapshot at a chosen timestamp). Writing
     /// through it is allowed but will conflict with anything committed after `start_ts`.
     pub fn snapshot_at(&self, start_ts: Timestamp, options: TransactionOptions) -> Transaction {
+        self.transaction(start_ts, options, self.live.enter())
+    }
+
+    fn transaction(&self, start_ts: Timestamp, options: TransactionOptions, live: LiveGuard) -> Transaction {
         Transaction {
             client: self.clone(),
             start_ts,
@@ -200,6 +217,7 @@ impl TransactionClient {
             mutations: BTreeMap::new(),
             state: State::Active,
             resolved_locks: Mutex::default(),
+            _live: live,
         }
     }
 
@@ -222,7 +240,7 @@ impl TransactionClient {
         }
     }
 
-    fn op(&self, name: &'static str, kind: Kind, key: &[u8]) -> Op {
+    pub(crate) fn op(&self, name: &'static str, kind: Kind, key: &[u8]) -> Op {
         // Every transactional command is idempotent, so retrying one after an attempt with
         // an unknown outcome is safe: a retry of an applied command answers the same.
         self.raw.op_with(name, kind, true, key)
@@ -327,7 +345,7 @@ impl TransactionClient {
     /// Settles `locks` (all met in one region) for a caller reading at `caller_start_ts`
     /// (ZERO: a writer): one resolution per transaction, the transactions in parallel.
     /// Returns each transaction's fate.
-    async fn resolve_locks(
+    pub(crate) async fn resolve_locks(
         &self,
         locks: &[LockInfo],
         caller_start_ts: Timestamp,
@@ -535,7 +553,7 @@ fn refusal(op: &Op, reason: String) -> ClientError {
 
 /// What settling another transaction's lock came to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum LockFate {
+pub(crate) enum LockFate {
     /// The lock is gone (committed or rolled back, by this client or another).
     Gone,
     /// Its transaction is alive and may commit at or below the caller: back off.
@@ -568,6 +586,8 @@ pub struct Transaction {
     /// Transactions whose locks this transaction's reads skip: they commit after `start_ts`
     /// (a resolver pushed their primary's min_commit_ts past it).
     resolved_locks: Mutex<BTreeSet<Timestamp>>,
+    /// Keeps the transaction in its client's live set (GC safe points stay below it).
+    _live: LiveGuard,
 }
 
 impl std::fmt::Debug for Transaction {

@@ -1,7 +1,9 @@
 //! TransactionClient in the simulator against a real cluster (PD + three keel-server
 //! storage nodes): 2PC commit and snapshot reads, read-your-writes, scans, rollback, a write
 //! conflict, async commit and 1PC, and lock resolution — a lock whose primary committed is
-//! committed by the reader, an expired abandoned lock is rolled back.
+//! committed by the reader, an expired abandoned lock is rolled back. And the nodes' GC
+//! worker: it collects nothing until PD's safe point moves, then settles the locks below it
+//! before it drops old versions, and refuses reads below it.
 #![cfg(madsim)]
 
 use keel_client::{PdClient, TransactionClient, TransactionOptions};
@@ -250,6 +252,105 @@ async fn scenario() {
         })
         .await
         .unwrap();
+}
+
+/// A connected client, once the cluster serves a transactional read.
+async fn ready_client() -> TransactionClient {
+    let client = loop {
+        match TransactionClient::connect(vec![PD_ADDR.to_string()]).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    while client.begin().await.unwrap().get(b"a".to_vec()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(200)).await; // still electing
+    }
+    client
+}
+
+async fn commit_put(client: &TransactionClient, key: &[u8], value: &[u8]) -> Timestamp {
+    let mut t = client.begin().await.unwrap();
+    t.put(key.to_vec(), value.to_vec()).unwrap();
+    t.commit().await.unwrap()
+}
+
+/// The records the nodes' GC workers deleted so far in this run.
+fn gc_deleted() -> u64 {
+    keel_types::trace::take_counts().into_iter().filter(|(n, _)| *n == "gc_deleted").map(|(_, v)| v).sum()
+}
+
+async fn gc_scenario() {
+    keel_types::trace::reset();
+    start_cluster().await;
+    let client_node = Handle::current().create_node().name("client").ip("10.0.2.1".parse().unwrap()).build();
+    client_node
+        .spawn(async move {
+            let client = ready_client().await;
+            let pd = client.pd().clone();
+            let c1 = commit_put(&client, b"g", b"1").await;
+            commit_put(&client, b"g", b"2").await;
+            commit_put(&client, b"s2", b"old").await;
+            // A writer that committed its primary s1 and died before its secondary s2; then
+            // s1 is overwritten, so GC drops the commit record s2's lock is decided by.
+            let start_ts = prewrite(&pd, vec![put(b"s1", b"new"), put(b"s2", b"new")], 60_000).await;
+            let commit_ts = pd.get_ts().await.unwrap();
+            let cmd = TxnCommand::Commit { keys: vec![b"s1".to_vec()], start_ts, commit_ts };
+            assert_eq!(send(&pd, b"s1", cmd).await, TxnResponse::Done);
+            commit_put(&client, b"s1", b"newer").await;
+            commit_put(&client, b"g", b"3").await;
+
+            // No safe point yet: the workers collect nothing, old snapshots still read.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(gc_deleted(), 0);
+            let old = client.snapshot_at(c1, TransactionOptions::default());
+            assert_eq!(old.get(b"g".to_vec()).await.unwrap(), Some(b"1".to_vec()));
+            drop(old);
+
+            let safe_point = pd.get_ts().await.unwrap();
+            assert_eq!(pd.update_gc_safe_point(safe_point).await.unwrap(), safe_point);
+            let mut deleted = 0;
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                deleted += gc_deleted();
+                if deleted >= 4 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            deleted += gc_deleted();
+            // g@1, g@2, s1's first commit record, s2's "old" — and nothing else.
+            assert_eq!(deleted, 4);
+            let r = client.begin().await.unwrap();
+            assert_eq!(
+                r.batch_get([b"g".to_vec(), b"s1".to_vec(), b"s2".to_vec()]).await.unwrap(),
+                vec![
+                    (b"g".to_vec(), b"3".to_vec()),
+                    (b"s1".to_vec(), b"newer".to_vec()),
+                    // The worker committed the lock before GC lost its primary's record.
+                    (b"s2".to_vec(), b"new".to_vec()),
+                ]
+            );
+            let locks = send(
+                &pd,
+                b"g",
+                TxnCommand::ScanLock { max_ts: safe_point, start_key: vec![], end_key: vec![], limit: 10 },
+            )
+            .await;
+            assert_eq!(locks, TxnResponse::Locks(vec![]));
+            // A reader below the safe point gets a clear refusal, not a collected snapshot.
+            let too_old = client.snapshot_at(c1, TransactionOptions::default());
+            let err = too_old.get(b"g".to_vec()).await.unwrap_err();
+            assert!(err.to_string().contains("GC safe point"), "{err}");
+        })
+        .await
+        .unwrap();
+}
+
+#[test]
+fn gc_worker_collects_below_the_safe_point_after_resolving_locks() {
+    for seed in [1, 2] {
+        Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(gc_scenario());
+    }
 }
 
 #[test]

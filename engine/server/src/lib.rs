@@ -10,6 +10,7 @@
 //! `keel` binary start nodes through [`run_node`].
 #![deny(missing_docs)]
 
+mod gc_worker;
 #[cfg(not(madsim))]
 mod grpc;
 mod node;

@@ -1,6 +1,7 @@
 //! Starting a storage node: identity, registration with PD, the store loop, the RPC
 //! service, bootstrap of the first region, and store heartbeats.
 
+use crate::gc_worker::{self, GcConfig};
 use crate::pd_reporter::PdForwarder;
 use crate::raw_ttl_purge::{self, PurgeConfig};
 use crate::service;
@@ -115,6 +116,8 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
 
     let purge_cfg = if config.test_min { PurgeConfig::test_min() } else { PurgeConfig::production() };
     let purge = raw_ttl_purge::run(handle.clone(), engine.clone(), clock.clone(), purge_cfg);
+    let gc_cfg = if config.test_min { GcConfig::test_min() } else { GcConfig::production() };
+    let gc = gc_worker::run(handle.clone(), txn.clone(), pd.clone(), clock.clone(), gc_cfg);
     let (svc_store, svc_pd) = (handle.clone(), pd.clone());
     #[cfg(not(madsim))]
     let grpc = crate::grpc::service(handle.clone(), pd.clone(), txn.clone(), clock.clone());
@@ -131,6 +134,7 @@ pub async fn start_node(config: NodeConfig, engine: Arc<dyn Engine>, clock: Cloc
     tasks.push(tokio::spawn(bootstrap(handle.clone(), pd.clone())));
     tasks.push(tokio::spawn(store_heartbeats(handle.clone(), pd.clone(), config.store_heartbeat_interval)));
     tasks.push(tokio::spawn(purge));
+    tasks.push(tokio::spawn(gc));
     tracing::info!(store_id = ident.store_id, addr = %config.advertise_addr, "store: serving");
     Ok(Node { store: handle, store_task, tasks })
 }

@@ -15,7 +15,7 @@ const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Node {
     pub(crate) store: StoreHandle,
     pub(crate) store_task: JoinHandle<Result<(), String>>,
-    /// The RPC accept loop and the background tasks (bootstrap, store heartbeats, raw TTL purge).
+    /// The RPC accept loop and the background tasks (bootstrap, store heartbeats, raw TTL purge, GC).
     pub(crate) tasks: Vec<JoinHandle<()>>,
 }
 

@@ -16,6 +16,7 @@ use keel_types::proto::store::{Context, StoreError};
 use keel_types::proto::txn::{Mutation, MutationOp, TxnCommand, TxnResponse};
 use keel_types::{Region, RegionError, Timestamp};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most locks one round of a region-wide `ResolveLock` settles (one raft command each).
 pub const RESOLVE_LOCK_BATCH_MAX: usize = 256;
@@ -25,6 +26,9 @@ pub const RESOLVE_LOCK_BATCH_MAX: usize = 256;
 pub struct TxnService {
     latches: Latches,
     cm: ConcurrencyManager,
+    /// The GC safe point as this node last heard it from PD: versions below it may be gone,
+    /// so reads and prewrites of transactions that started below it are refused.
+    gc_safe_point: AtomicU64,
 }
 
 /// What a command decided, before its writes are proposed.
@@ -40,12 +44,38 @@ pub struct Executed {
 impl TxnService {
     /// A service over the node's concurrency manager.
     pub fn new(cm: ConcurrencyManager) -> TxnService {
-        TxnService { latches: Latches::default(), cm }
+        TxnService { latches: Latches::default(), cm, gc_safe_point: AtomicU64::new(0) }
     }
 
     /// The node's concurrency manager (the server syncs its max_ts on leadership changes).
     pub fn concurrency_manager(&self) -> &ConcurrencyManager {
         &self.cm
+    }
+
+    /// Raises the GC safe point this node enforces (the GC worker calls it with what PD says,
+    /// before it collects anything below it). Never lowers it.
+    pub fn raise_gc_safe_point(&self, safe_point: Timestamp) {
+        self.gc_safe_point.fetch_max(safe_point.0, Ordering::Relaxed);
+    }
+
+    /// Refuses a read or prewrite of a transaction that started below the GC safe point: the
+    /// versions it would read may be collected, and so may the rollback record that stops
+    /// its late prewrite. (TiKV: "GC safe point exceeded", txn too old.)
+    fn check_above_safe_point(&self, cmd: &TxnCommand) -> Result<(), StoreError> {
+        let start_ts = match cmd {
+            TxnCommand::Get { start_ts, .. }
+            | TxnCommand::BatchGet { start_ts, .. }
+            | TxnCommand::Scan { start_ts, .. }
+            | TxnCommand::Prewrite { start_ts, .. } => *start_ts,
+            _ => return Ok(()),
+        };
+        let safe_point = Timestamp(self.gc_safe_point.load(Ordering::Relaxed));
+        if start_ts < safe_point {
+            return Err(invalid(format!(
+                "start_ts {start_ts} is below the GC safe point {safe_point}: the transaction is too old"
+            )));
+        }
+        Ok(())
     }
 
     /// Validates and executes one command in the context's region. `current_ts_ms` is the
@@ -58,6 +88,7 @@ impl TxnService {
         current_ts_ms: u64,
     ) -> Result<TxnResponse, StoreError> {
         validate(&cmd)?;
+        self.check_above_safe_point(&cmd)?;
         if is_read(&cmd) {
             // max_ts is bumped (and in-memory locks checked) before the snapshot is taken.
             if let Some(answer) = self.check_memory_locks(&cmd)? {

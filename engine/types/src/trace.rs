@@ -19,6 +19,9 @@ thread_local! {
     /// Whether [`KEPT`] is collecting (checked first: the common case costs one flag read).
     static KEEPING: Cell<bool> = const { Cell::new(false) };
     static KEPT: std::cell::RefCell<Option<Kept>> = const { std::cell::RefCell::new(None) };
+    /// Counters the engine reports to the run's summary (see [`count`]).
+    static COUNTS: std::cell::RefCell<std::collections::BTreeMap<&'static str, u64>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
 }
 
 #[cfg(madsim)]
@@ -131,12 +134,37 @@ macro_rules! trace_event {
     };
 }
 
-/// Clears this thread's trace; the simulator calls it before each run.
+/// Clears this thread's trace and counters; the simulator calls it before each run.
 pub fn reset() {
     #[cfg(madsim)]
     {
         HASH.with(|h| h.set(FNV_OFFSET));
         EVENTS.with(|e| e.set(0));
+        COUNTS.with(|c| c.borrow_mut().clear());
+    }
+}
+
+/// Adds `n` to this run's counter `name`: work the engine did that a run's summary should
+/// show (e.g. versions GC deleted), which the simulator cannot see from outside the nodes.
+/// Not part of the trace hash. In production builds it compiles to nothing (the `keel`
+/// binary's metrics are `keel-metrics`).
+#[inline]
+pub fn count(name: &'static str, n: u64) {
+    #[cfg(madsim)]
+    COUNTS.with(|c| *c.borrow_mut().entry(name).or_insert(0) += n);
+    #[cfg(not(madsim))]
+    let _ = (name, n);
+}
+
+/// This run's counters so far (see [`count`]), by name; they are cleared.
+pub fn take_counts() -> Vec<(&'static str, u64)> {
+    #[cfg(madsim)]
+    {
+        COUNTS.with(|c| std::mem::take(&mut *c.borrow_mut()).into_iter().collect())
+    }
+    #[cfg(not(madsim))]
+    {
+        Vec::new()
     }
 }
 

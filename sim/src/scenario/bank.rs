@@ -4,11 +4,13 @@
 //! must make progress in bounded time; the history is checked by jepsen-checker's bank
 //! checker (every snapshot read sums to the total, no negative balance). Transaction
 //! counters (committed, conflicts, lock resolutions, ...) go to the run summary's `stats`.
+//! A GC leader ([`gc_advancer`]) advances PD's GC safe point during the run, so the nodes'
+//! GC workers collect old versions under the faults.
 
 use crate::cluster::Cluster;
 use crate::runner::{add_stat, CheckModel, RunConfig, ScenarioOutcome};
 use crate::scenario::register::{start_cluster, Knobs};
-use crate::scenario::{await_progress, faults_then_heal};
+use crate::scenario::{await_progress, faults_then_heal, gc_advancer};
 use keel_client::{PdClient, TransactionClient, TransactionStats};
 use keel_workloads::bank::{account_key, run_process, setup, BankConfig};
 use keel_workloads::register::Progress;
@@ -71,6 +73,10 @@ where
     let history = History::new();
     let progress = Progress::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let clients = gc_advancer::Clients::default();
+    cluster.add_client("gc");
+    // Detached: it stops with the processes.
+    drop(cluster.spawn_on("gc", gc_advancer::run(pd_addr.clone(), clients.clone(), stop.clone())));
     let mut tasks = Vec::new();
     for p in 0..PROCESSES {
         let name = format!("client-{p}");
@@ -78,8 +84,12 @@ where
         let seed: u64 = madsim::rand::random();
         let args =
             ProcessArgs { history: history.clone(), progress: progress.clone(), process: p, seed, stop: stop.clone() };
-        let (pd, process) = (pd_addr.clone(), process.clone());
-        tasks.push(cluster.spawn_on(&name, async move { process(connect(pd).await, args).await }));
+        let (pd, process, clients) = (pd_addr.clone(), process.clone(), clients.clone());
+        tasks.push(cluster.spawn_on(&name, async move {
+            let client = connect(pd).await;
+            clients.lock().expect("clients lock").push(client.clone());
+            process(client, args).await
+        }));
     }
 
     let healed_at = faults_then_heal(&mut cluster, &stores, cfg).await;

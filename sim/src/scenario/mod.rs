@@ -3,6 +3,7 @@
 mod bank;
 mod consistency;
 mod counter;
+mod gc_advancer;
 mod list_append;
 mod regions;
 pub mod register;

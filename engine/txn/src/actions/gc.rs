@@ -21,14 +21,37 @@ pub fn gc(
     end: &[u8],
     safe_point: Timestamp,
 ) -> Result<(u64, bool)> {
+    gc_bounded(txn, reader, start, end, safe_point, GC_DELETES_MAX)
+}
+
+/// [`gc`] with at most `deletes_max` deletions. A key whose newest version at or below the
+/// safe point is a delete keeps that tombstone until its older versions are all deleted in
+/// the same command: a command that stopped between the two would show readers above the
+/// safe point an older value.
+fn gc_bounded(
+    txn: &mut MvccTxn,
+    reader: &MvccReader<'_>,
+    start: &[u8],
+    end: &[u8],
+    safe_point: Timestamp,
+    deletes_max: usize,
+) -> Result<(u64, bool)> {
     let mut deleted = 0usize;
-    // The key being walked, and whether its newest Put/Delete at or below the safe point
-    // has been passed already.
+    // The key being walked, whether its newest Put/Delete at or below the safe point has
+    // been passed already, and that version's commit_ts when it is a delete (deleted last).
     let mut current: Option<Vec<u8>> = None;
     let mut passed_visible = false;
+    let mut tombstone: Option<Timestamp> = None;
     for item in reader.write_records(start, end) {
         let (key, commit_ts, write) = item?;
         if current.as_ref() != Some(&key) {
+            if let (Some(done), Some(ts)) = (current.take(), tombstone.take()) {
+                if deleted + 1 > deletes_max {
+                    return Ok((deleted as u64, true));
+                }
+                txn.delete_write(&done, ts);
+                deleted += 1;
+            }
             current = Some(key.clone());
             passed_visible = false;
         }
@@ -36,13 +59,18 @@ pub fn gc(
             continue;
         }
         let keep = !passed_visible && write.kind == WriteKind::Put;
+        let visible_delete = !passed_visible && write.kind == WriteKind::Delete;
         if write.is_data() {
             passed_visible = true;
         }
         if keep {
             continue;
         }
-        if deleted + 2 > GC_DELETES_MAX {
+        if visible_delete {
+            tombstone = Some(commit_ts);
+            continue;
+        }
+        if deleted + 2 > deletes_max {
             return Ok((deleted as u64, true));
         }
         txn.delete_write(&key, commit_ts);
@@ -51,6 +79,13 @@ pub fn gc(
             txn.delete_value(&key, write.start_ts);
             deleted += 1;
         }
+    }
+    if let (Some(done), Some(ts)) = (current, tombstone) {
+        if deleted + 1 > deletes_max {
+            return Ok((deleted as u64, true));
+        }
+        txn.delete_write(&done, ts);
+        deleted += 1;
     }
     Ok((deleted as u64, false))
 }
@@ -91,5 +126,26 @@ mod tests {
         assert_eq!(run(&e, |_, r| get(r, b"a", Timestamp(50))).unwrap(), Some(b"4".to_vec()));
         // Idempotent.
         assert_eq!(run(&e, |t, r| gc(t, r, b"", b"", Timestamp(35))).unwrap(), (0, false));
+    }
+
+    #[test]
+    fn a_tombstone_outlives_the_versions_it_hides_across_bounded_rounds() {
+        let e = SimEngine::new();
+        for i in 1..=5u64 {
+            write(&e, b"k", MutationOp::Put, i.to_string().into_bytes(), i * 10, i * 10 + 1);
+        }
+        write(&e, b"k", MutationOp::Delete, vec![], 60, 61);
+        let mut rounds = 0;
+        loop {
+            let (_, more) = run(&e, |t, r| gc_bounded(t, r, b"", b"", Timestamp(100), 2)).unwrap();
+            rounds += 1;
+            // After every round a reader above the safe point still finds the key deleted.
+            assert_eq!(run(&e, |_, r| get(r, b"k", Timestamp(100))).unwrap(), None, "round {rounds}");
+            if !more {
+                break;
+            }
+        }
+        assert!(rounds > 2, "the bound split the work ({rounds} rounds)");
+        assert!(run(&e, |_, r| r.all_writes(b"k")).unwrap().is_empty());
     }
 }

@@ -5,9 +5,9 @@
 //! runs two-phase commit grouped by region — the primary key's region first (the primary is
 //! the smallest key), then the others — takes a commit timestamp from the TSO, commits the
 //! primary (the commit point) and then the secondaries. With
-//! [`TransactionOptions::async_commit`] the primary lock lists every secondary and the
-//! transaction is committed as soon as every prewrite succeeded (at the largest
-//! `min_commit_ts` the regions answered); with [`TransactionOptions::try_one_pc`] a
+//! [`TransactionOptions::async_commit`] the primary lock lists every secondary, every
+//! region is prewritten at once, and the transaction is committed as soon as every prewrite
+//! succeeded (at the largest `min_commit_ts` the regions answered); with [`TransactionOptions::try_one_pc`] a
 //! transaction whose keys all live in one region commits in its single prewrite. The client
 //! falls back to plain 2PC whenever a node says so (a zero `min_commit_ts` /
 //! `one_pc_commit_ts`).
@@ -962,10 +962,13 @@ impl Transaction {
         Err(op.error(format!("commit_ts pushed {COMMIT_TS_RETRIES_MAX} times in a row")))
     }
 
-    /// Prewrites every key: one group per region (as the region cache knows them), the
-    /// primary's group first, then the others in parallel. Primary first, because a reader
-    /// meeting a secondary lock whose primary is not locked yet cannot tell the transaction's
-    /// fate and must wait for it.
+    /// Prewrites every key: one group per region (as the region cache knows them). 2PC
+    /// prewrites the primary's group first, then the others in parallel: a reader meeting
+    /// a secondary lock pushes the primary's min_commit_ts above itself and reads past the
+    /// lock, which it can only do once the primary is locked (before that it finds no
+    /// transaction there and must wait). Async commit and 1PC prewrite every group at once,
+    /// as TiKV's client does: their locks cannot be pushed, so a reader waits for them
+    /// either way, and the commit is decided one round trip sooner.
     async fn prewrite(
         &self,
         keys: &BTreeSet<Vec<u8>>,
@@ -977,18 +980,22 @@ impl Transaction {
         let secondaries: Vec<Vec<u8>> = keys.iter().filter(|k| k.as_slice() != primary).cloned().collect();
         let ttl = self.lock_ttl_ms();
         let ctx = PrewriteCtx { primary, secondaries: &secondaries, all: keys.len(), ttl, async_commit, one_pc };
-        let (primary_group, others): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| g.contains(primary));
+        let (first, rest): (Vec<_>, Vec<_>) = if async_commit || one_pc {
+            (Vec::new(), groups)
+        } else {
+            groups.into_iter().partition(|g| g.contains(primary))
+        };
         let mut results = Vec::new();
-        for group in primary_group {
+        for group in first {
             let result = self.prewrite_group(group, &ctx).await;
-            let stop = result.is_err() || matches!(result, Ok(Prewritten::OnePc(_)));
+            let failed = result.is_err();
             results.push(result);
-            if stop {
+            if failed {
                 break;
             }
         }
-        if results.iter().all(|r| matches!(r, Ok(Prewritten::Locked { .. }))) {
-            results.extend(futures::future::join_all(others.into_iter().map(|g| self.prewrite_group(g, &ctx))).await);
+        if results.iter().all(|r| r.is_ok()) {
+            results.extend(futures::future::join_all(rest.into_iter().map(|g| self.prewrite_group(g, &ctx))).await);
         }
         let mut async_ts = Some(Timestamp::ZERO);
         let mut first_err: Option<ClientError> = None;

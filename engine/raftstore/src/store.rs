@@ -129,7 +129,9 @@ impl StoreHandle {
     /// when the leader has applied an entry of its current term (see
     /// [`crate::peer::Peer::read_for_write`]); otherwise as [`StoreHandle::read`]. Only for a
     /// command that proposes what it computed and holds latches on its keys until that
-    /// applies: an answer that writes nothing must come from [`StoreHandle::read`].
+    /// applies, or whose answers that write nothing hold on any prefix of the log (facts no
+    /// later entry undoes, such as "transaction T committed"): any other answer that writes
+    /// nothing must come from [`StoreHandle::read`].
     pub async fn read_for_write(&self, ctx: Context) -> Result<ReadView, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(StoreMsg::Read { ctx, reply, for_write: true }).await.map_err(|_| stopped())?;

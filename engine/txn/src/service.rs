@@ -104,10 +104,21 @@ impl TxnService {
         }
         if settles_by_writing_only(&cmd) {
             // Most checks of another transaction's status find it decided, or already pushed
-            // above the caller, and write nothing: answer those from a linearizable snapshot
-            // without queueing on the latches of a hot primary. Only a check that must write
-            // (push, roll back) takes the latches and runs again on a fresh snapshot.
-            let view = store.read(ctx.clone()).await?;
+            // above the caller, and write nothing: answer those without queueing on the
+            // latches of a hot primary. Only a check that must write (push, roll back) takes
+            // the latches and runs again on a fresh snapshot.
+            //
+            // The answer comes from the leader's applied state without a ReadIndex round
+            // (`read_for_write`): every answer of these commands that writes nothing is a
+            // fact no later entry can undo, so a view that lags the log (a deposed leader's)
+            // still tells the truth. Committed and rolled back are final; a lock whose
+            // min_commit_ts is above the caller can only commit above it (min_commit_ts only
+            // grows, and a commit below it is refused); "not found" and "alive" only make the
+            // caller wait and ask again; an async-commit secondary seen locked was
+            // prewritten, which is all the secondaries' verdict needs (a rollback that could
+            // undo that verdict must have found one of them unlocked, and that one then
+            // never gets locked).
+            let view = store.read_for_write(ctx.clone()).await?;
             let executed = self.execute(&view.region, &*view.snapshot, &cmd, current_ts_ms)?;
             if executed.requests.is_empty() {
                 return Ok(executed.response);
@@ -131,6 +142,9 @@ impl TxnService {
         drop(view);
         let executed = match local {
             Ok(executed) if !executed.requests.is_empty() => executed,
+            // Its answers that write nothing hold on any prefix of the log (see `handle`):
+            // a check queued behind another's push needs no ReadIndex round under the latch.
+            Ok(executed) if settles_by_writing_only(cmd) => executed,
             other => {
                 drop(other);
                 let view = store.read(ctx.clone()).await?;

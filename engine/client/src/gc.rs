@@ -39,7 +39,7 @@ impl TransactionClient {
                 Ok(other) => return Err(op.unexpected(&other)),
                 Err(err) => return Err(op.error(format!("scan_lock: {err}"))),
             };
-            let fates = self.resolve_locks(&locks, Timestamp::ZERO).await?;
+            let fates = self.resolve_locks(&locks, Timestamp::ZERO, false).await?;
             alive += fates.iter().filter(|(_, fate)| *fate == LockFate::Alive).count() as u64;
             if locks.len() as u32 >= GC_SCAN_LOCK_LIMIT {
                 // Resolved ones are gone; live ones are counted: go on past the last.

@@ -344,24 +344,28 @@ impl TransactionClient {
 
     /// Settles `locks` (all met in one region) for a caller reading at `caller_start_ts`
     /// (ZERO: a writer): one resolution per transaction, the transactions in parallel.
-    /// Returns each transaction's fate.
+    /// Returns each transaction's fate. A reader that holds each lock's written value passes
+    /// `read_through` and may get [`LockFate::Visible`] instead of waiting for the resolution.
     pub(crate) async fn resolve_locks(
         &self,
         locks: &[LockInfo],
         caller_start_ts: Timestamp,
+        read_through: bool,
     ) -> Result<Vec<(Timestamp, LockFate)>> {
         let mut by_txn: BTreeMap<Timestamp, &LockInfo> = BTreeMap::new();
         for lock in locks {
             by_txn.entry(lock.start_ts).or_insert(lock);
         }
-        let fates = futures::future::join_all(by_txn.values().map(|l| self.resolve_lock(l, caller_start_ts))).await;
+        let fates =
+            futures::future::join_all(by_txn.values().map(|l| self.resolve_lock(l, caller_start_ts, read_through)))
+                .await;
         by_txn.keys().copied().zip(fates).map(|(ts, fate)| fate.map(|f| (ts, f))).collect()
     }
 
     /// Settles `lock` if its transaction is decided (or expired); see [`LockFate`].
-    async fn resolve_lock(&self, lock: &LockInfo, caller_start_ts: Timestamp) -> Result<LockFate> {
+    async fn resolve_lock(&self, lock: &LockInfo, caller_start_ts: Timestamp, read_through: bool) -> Result<LockFate> {
         if let Some(commit_ts) = self.decided(lock.start_ts) {
-            return self.settle_decided(lock, commit_ts, caller_start_ts).await;
+            return self.settle_decided(lock, commit_ts, caller_start_ts, read_through).await;
         }
         // A push of a live 2PC primary goes above "now", covering the other readers of the
         // moment too: worth a fresh timestamp. Otherwise "now" only judges the TTL.
@@ -375,11 +379,11 @@ impl TransactionClient {
         match status {
             TxnStatus::Committed { commit_ts } => {
                 self.remember_decided(lock.start_ts, commit_ts);
-                self.settle_decided(lock, commit_ts, caller_start_ts).await
+                self.settle_decided(lock, commit_ts, caller_start_ts, read_through).await
             }
             TxnStatus::RolledBack { .. } => {
                 self.remember_decided(lock.start_ts, Timestamp::ZERO);
-                self.settle_decided(lock, Timestamp::ZERO, caller_start_ts).await
+                self.settle_decided(lock, Timestamp::ZERO, caller_start_ts, read_through).await
             }
             TxnStatus::Locked { lock: primary, .. } => {
                 let primary_expired =
@@ -401,16 +405,25 @@ impl TransactionClient {
     /// Resolves the locks of `lock`'s decided transaction (committed at `commit_ts`, or
     /// rolled back: ZERO) in its region. A reader whose snapshot cannot see the outcome (a
     /// rollback, or a commit after `caller_start_ts`) skips the lock at once and leaves the
-    /// resolution to a background task; a writer, or a reader that needs the value, waits.
+    /// resolution to a background task, and so does a reader that sees the commit and holds
+    /// the written value (`read_through`); a writer, or a reader that needs the value, waits.
     async fn settle_decided(
         &self,
         lock: &LockInfo,
         commit_ts: Timestamp,
         caller_start_ts: Timestamp,
+        read_through: bool,
     ) -> Result<LockFate> {
-        let invisible =
-            caller_start_ts != Timestamp::ZERO && (commit_ts == Timestamp::ZERO || commit_ts > caller_start_ts);
-        if !invisible {
+        let fate = if caller_start_ts == Timestamp::ZERO {
+            LockFate::Gone
+        } else if commit_ts == Timestamp::ZERO || commit_ts > caller_start_ts {
+            LockFate::Invisible
+        } else if read_through {
+            LockFate::Visible
+        } else {
+            LockFate::Gone
+        };
+        if fate == LockFate::Gone {
             return self.resolve_region_of(lock, commit_ts).await.map(|()| LockFate::Gone);
         }
         let client = self.clone();
@@ -418,7 +431,7 @@ impl TransactionClient {
         tokio::spawn(async move {
             let _ = client.resolve_region_of(&lock, commit_ts).await;
         });
-        Ok(LockFate::Invisible)
+        Ok(fate)
     }
 
     /// The remembered outcome of transaction `start_ts`: its commit_ts, ZERO if rolled back.
@@ -562,6 +575,10 @@ pub(crate) enum LockFate {
     /// committed after it, or (2PC, alive) its primary's min_commit_ts is above it so it
     /// will. A reader skips its locks.
     Invisible,
+    /// It committed at or below the caller's read timestamp and its locks are being
+    /// resolved in the background: a reader that holds the lock's written value
+    /// ([`LockedRead`]) reads it; only a caller that asked for this gets it.
+    Visible,
 }
 
 /// Where a transaction is in its life.
@@ -699,34 +716,60 @@ impl Transaction {
                     resolved_locks: self.resolved_locks(),
                 })
                 .await?;
-            let (pairs, locks) = match answer {
-                Ok(TxnResponse::Pairs { pairs, locks }) => (pairs, locks),
+            let (pairs, locks, locked_reads) = match answer {
+                Ok(TxnResponse::Pairs { pairs, locks, locked_reads }) => (pairs, locks, locked_reads),
                 Ok(other) => return Err(op.unexpected(&other)),
-                Err(KeyError::Locked { lock }) => (vec![], vec![lock]),
+                Err(KeyError::Locked { lock }) => (vec![], vec![lock], vec![]),
                 Err(err) => return Err(op.error(format!("batch_get: {err}"))),
             };
-            if locks.is_empty() {
+            // With a `LockedRead` per lock the answer holds every other key; without (a node's
+            // in-memory locks answer the locks alone) read the whole group again.
+            let complete = locked_reads.len() == locks.len();
+            if complete {
                 out.extend(pairs);
                 for k in done {
                     pending.remove(&k);
                 }
+                for lock in &locks {
+                    pending.insert(lock.key.clone());
+                }
+            }
+            if locks.is_empty() {
                 continue;
             }
-            // An answer with locks may leave out unlocked keys too (a node's in-memory locks
-            // answer the locks alone): read the whole region group again once they settle.
-            if !self.resolve_all(&mut op, &locks, &mut backoff).await? {
+            let Some(fates) = self.resolve_all(&mut op, &locks, &mut backoff, complete).await? else {
                 return Err(op.give_up());
+            };
+            // A lock whose fate is known needs no second read: its key has the value below
+            // it, or the written one for a commit this snapshot sees.
+            for (lock, read) in locks.iter().zip(locked_reads) {
+                let value = match fates.get(&lock.start_ts) {
+                    Some(LockFate::Invisible) => read.below,
+                    Some(LockFate::Visible) => read.written,
+                    _ => continue,
+                };
+                pending.remove(&lock.key);
+                out.extend(value.map(|v| (lock.key.clone(), v)));
             }
         }
         Ok(out)
     }
 
-    /// Resolves `locks`; backs off when some are alive. `Ok(false)` when the deadline passed.
-    async fn resolve_all(&self, op: &mut Op, locks: &[LockInfo], backoff: &mut LockBackoff) -> Result<bool> {
+    /// Resolves `locks` (a reader holding each lock's [`LockedRead`] passes `read_through`);
+    /// backs off when some are alive. Returns each transaction's fate, `None` when the
+    /// deadline passed.
+    async fn resolve_all(
+        &self,
+        op: &mut Op,
+        locks: &[LockInfo],
+        backoff: &mut LockBackoff,
+        read_through: bool,
+    ) -> Result<Option<BTreeMap<Timestamp, LockFate>>> {
         let mut alive = BTreeSet::new();
-        for (start_ts, fate) in self.client.resolve_locks(locks, self.start_ts).await? {
+        let fates = self.client.resolve_locks(locks, self.start_ts, read_through).await?;
+        for &(start_ts, fate) in &fates {
             match fate {
-                LockFate::Gone => {}
+                LockFate::Gone | LockFate::Visible => {}
                 LockFate::Alive => {
                     alive.insert(start_ts);
                 }
@@ -740,11 +783,11 @@ impl Transaction {
             op.last = format!("waiting for live locks, e.g. of txn {first}");
             let pause = backoff.pause(alive);
             if op.remaining() <= pause {
-                return Ok(false);
+                return Ok(None);
             }
             tokio::time::sleep(pause).await;
         }
-        Ok(op.remaining() > Duration::from_millis(5))
+        Ok((op.remaining() > Duration::from_millis(5)).then(|| fates.into_iter().collect()))
     }
 
     /// At most `limit` pairs with keys in `[start, end)` (empty `end`: no bound) in key order,
@@ -794,10 +837,10 @@ impl Transaction {
             };
             let (region, answer) = client.raw.dispatch(&mut op, Target::Key(&cursor), make).await?;
             match answer {
-                Ok(TxnResponse::Pairs { pairs, locks }) if locks.is_empty() => out.extend(pairs),
+                Ok(TxnResponse::Pairs { pairs, locks, .. }) if locks.is_empty() => out.extend(pairs),
                 Ok(TxnResponse::Pairs { locks, .. }) => {
                     // Read this region again once the locks are settled.
-                    if !self.resolve_all(&mut op, &locks, &mut backoff).await? {
+                    if self.resolve_all(&mut op, &locks, &mut backoff, false).await?.is_none() {
                         return Err(op.give_up());
                     }
                     continue;
@@ -1070,7 +1113,7 @@ impl Transaction {
                 }
                 lock_retries += 1;
                 // A writer must wait for every live lock, wherever its commit_ts lands.
-                let fates = client.resolve_locks(&locks, Timestamp::ZERO).await?;
+                let fates = client.resolve_locks(&locks, Timestamp::ZERO, false).await?;
                 let alive: BTreeSet<Timestamp> =
                     fates.iter().filter(|(_, fate)| *fate != LockFate::Gone).map(|(ts, _)| *ts).collect();
                 let pause = if alive.is_empty() { Duration::ZERO } else { backoff.pause(alive) };

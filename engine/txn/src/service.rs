@@ -212,7 +212,7 @@ impl TxnService {
         if locks.is_empty() || ignore {
             return Ok(None);
         }
-        Ok(Some(TxnResponse::Pairs { pairs: vec![], locks }))
+        Ok(Some(TxnResponse::Pairs { pairs: vec![], locks, locked_reads: vec![] }))
     }
 
     /// The synchronous core: runs `cmd` against `snapshot` of `region` and returns the
@@ -233,13 +233,13 @@ impl TxnService {
         let response = match cmd {
             TxnCommand::Get { key, start_ts } => TxnResponse::Value(actions::get(&reader, key, *start_ts)?),
             TxnCommand::BatchGet { keys, start_ts, resolved_locks } => {
-                let (pairs, locks) = actions::batch_get(&reader, keys, *start_ts, resolved_locks)?;
-                TxnResponse::Pairs { pairs, locks }
+                let read = actions::batch_get(&reader, keys, *start_ts, resolved_locks)?;
+                TxnResponse::Pairs { pairs: read.pairs, locks: read.locks, locked_reads: read.locked_reads }
             }
             TxnCommand::Scan { start_key, end_key, limit, start_ts, reverse, key_only } => {
                 let (start, end) = clip(region, start_key, end_key);
                 if !end.is_empty() && start >= end {
-                    TxnResponse::Pairs { pairs: vec![], locks: vec![] }
+                    TxnResponse::Pairs { pairs: vec![], locks: vec![], locked_reads: vec![] }
                 } else {
                     let args = ScanArgs {
                         start: &start,
@@ -250,7 +250,7 @@ impl TxnService {
                         key_only: *key_only,
                     };
                     let (pairs, locks) = actions::scan(&reader, &args)?;
-                    TxnResponse::Pairs { pairs, locks }
+                    TxnResponse::Pairs { pairs, locks, locked_reads: vec![] }
                 }
             }
             TxnCommand::Prewrite {

@@ -18,7 +18,7 @@ use keel_types::error::{KeyError, LockInfo};
 use keel_types::keys::{decode_bytes, split_versioned_key};
 use keel_types::proto::store::StoreError;
 use keel_types::proto::txn::{
-    Mutation, MutationOp, RollbackReason, SecondaryLocksStatus, TxnCommand, TxnResponse, TxnStatus,
+    LockedRead, Mutation, MutationOp, RollbackReason, SecondaryLocksStatus, TxnCommand, TxnResponse, TxnStatus,
 };
 use keel_types::{Region, Timestamp};
 use proptest::prelude::*;
@@ -234,7 +234,7 @@ impl ModelNode {
             }
             TxnCommand::BatchGet { keys, start_ts, resolved_locks } => {
                 self.bump(start_ts.0);
-                let (mut pairs, mut locks) = (vec![], vec![]);
+                let (mut pairs, mut locks, mut locked_reads) = (vec![], vec![], vec![]);
                 for k in keys {
                     match self.read_key(m, k, start_ts.0) {
                         Ok(Some(v)) => pairs.push((k.clone(), v)),
@@ -242,10 +242,17 @@ impl ModelNode {
                         Err(l) if resolved_locks.contains(&l.start_ts) => {
                             pairs.extend(m.visible(k, start_ts.0).map(|v| (k.clone(), v)))
                         }
-                        Err(l) => locks.push(l),
+                        Err(l) => {
+                            let written = match &m.locks[k].val {
+                                Val::Put(v) => Some(v.clone()),
+                                Val::Del | Val::Lock => None,
+                            };
+                            locked_reads.push(LockedRead { below: m.visible(k, start_ts.0), written });
+                            locks.push(l);
+                        }
                     }
                 }
-                Ok(TxnResponse::Pairs { pairs, locks })
+                Ok(TxnResponse::Pairs { pairs, locks, locked_reads })
             }
             TxnCommand::Scan { start_key, end_key, limit, start_ts, reverse, key_only } => {
                 self.bump(start_ts.0);
@@ -267,7 +274,7 @@ impl ModelNode {
                         break;
                     }
                 }
-                Ok(TxnResponse::Pairs { pairs, locks })
+                Ok(TxnResponse::Pairs { pairs, locks, locked_reads: vec![] })
             }
             TxnCommand::ScanLock { max_ts, start_key, end_key, limit } => {
                 let locks = m

@@ -58,7 +58,7 @@ pub(super) async fn batch_get(svc: &TikvGrpc, req: BatchGetRequest) -> BatchGetR
     // keel's kvproto subset carries no `Context.resolved_locks`: the read skips no locks.
     let cmd = TxnCommand::BatchGet { keys: req.keys, start_ts: Timestamp(req.version), resolved_locks: vec![] };
     run(svc, req.context, cmd, |resp| match resp {
-        TxnResponse::Pairs { pairs, locks } => {
+        TxnResponse::Pairs { pairs, locks, .. } => {
             Ok(BatchGetResponse { pairs: pairs_to_pb(pairs, locks), ..Default::default() })
         }
         other => Err(other),
@@ -81,7 +81,7 @@ pub(super) async fn scan(svc: &TikvGrpc, req: ScanRequest) -> ScanResponse {
         key_only: req.key_only,
     };
     run(svc, req.context, cmd, |resp| match resp {
-        TxnResponse::Pairs { pairs, locks } => {
+        TxnResponse::Pairs { pairs, locks, .. } => {
             Ok(ScanResponse { pairs: pairs_to_pb(pairs, locks), ..Default::default() })
         }
         other => Err(other),

@@ -22,7 +22,7 @@ pub use cleanup::cleanup;
 pub use commit::commit;
 pub use delete_range::delete_range;
 pub use gc::{gc, GC_DELETES_MAX};
-pub use get::{batch_get, get, ReadResult};
+pub use get::{batch_get, get, BatchRead, ReadResult};
 pub use prewrite::{prewrite, PrewriteMode, PrewriteProps, PrewriteResult};
 pub use resolve_lock::resolve_lock;
 pub use rollback::rollback;

@@ -1,6 +1,6 @@
 //! Reads of the transactional CFs through one engine snapshot.
 
-use super::{Lock, Write, WriteKind};
+use super::{Lock, LockKind, Write, WriteKind};
 use crate::error::{Error, Result};
 use keel_storage::{CfName, Snapshot};
 use keel_types::keys::{decode_bytes, encode_bytes, split_versioned_key, versioned_key};
@@ -91,6 +91,17 @@ impl<'a> MvccReader<'a> {
         self.snap.get(CfName::Default, &versioned_key(key, write.start_ts))?.ok_or_else(|| {
             Error::Corrupt(format!("value of {key:?} at {} missing from the default CF", write.start_ts))
         })
+    }
+
+    /// What `key` holds once `lock`'s transaction commits: its value for a `Put` (inline, or
+    /// from the default CF), `None` for a `Delete` or a `Lock`.
+    pub fn lock_value(&self, key: &[u8], lock: &Lock) -> Result<Option<Vec<u8>>> {
+        match lock.kind {
+            LockKind::Put => {
+                self.load_value(key, &Write::new(WriteKind::Put, lock.start_ts, lock.short_value.clone())).map(Some)
+            }
+            LockKind::Delete | LockKind::Lock => Ok(None),
+        }
     }
 
     /// Whether the transaction `start_ts` committed or rolled back `key`. Looks at every

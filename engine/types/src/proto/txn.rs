@@ -274,18 +274,38 @@ pub enum SecondaryLocksStatus {
     RolledBack,
 }
 
+/// Both values a locked key may have for the reader that met the lock, so that once the
+/// reader learns the lock's fate it needs no second read (TiKV reads again with
+/// `resolved_locks` / `committed_locks`; keel answers both sides at once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedRead {
+    /// The newest value committed at or below the read's timestamp, the lock set aside
+    /// (`None`: absent): the key's value if the lock's transaction rolls back or commits
+    /// above the read. Nothing else can commit the key at or below the read's timestamp
+    /// while the lock is held.
+    pub below: Option<Vec<u8>>,
+    /// What the key holds once the lock's transaction commits (`None`: deleted): its value
+    /// for a reader above that commit.
+    pub written: Option<Vec<u8>>,
+}
+
 /// A node's answer to a [`TxnCommand`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnResponse {
     /// `Get`: the value visible at `start_ts`.
     Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// `BatchGet` / `Scan`: the visible pairs (request order / scan order), and the locks
-    /// that hid some keys. If `locks` is not empty, resolve them and read again.
+    /// that hid some keys. If `locks` is not empty, resolve them and read again — only the
+    /// keys still unsettled when `locked_reads` answers every lock (see [`LockedRead`]).
     Pairs {
         /// Found pairs.
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
         /// Blocking locks.
         locks: Vec<LockInfo>,
+        /// A `BatchGet` read from the region's data: one entry per lock (same order), and
+        /// `pairs` holds every other key. Empty for scans and for answers from in-flight
+        /// async-commit locks, which leave the other keys out: read the whole group again.
+        locked_reads: Vec<LockedRead>,
     },
     /// `Prewrite`.
     Prewrite {

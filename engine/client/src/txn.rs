@@ -426,12 +426,24 @@ impl TransactionClient {
         if fate == LockFate::Gone {
             return self.resolve_region_of(lock, commit_ts).await.map(|()| LockFate::Gone);
         }
-        let client = self.clone();
-        let lock = lock.clone();
-        tokio::spawn(async move {
-            let _ = client.resolve_region_of(&lock, commit_ts).await;
-        });
+        // The owner clears its own locks right after deciding (secondaries committed or
+        // rolled back in the background). A reader that does not need the lock gone leaves a
+        // live owner's lock to it and resolves only once the TTL says the owner may be gone:
+        // else every reader that meets the lock writes the same resolution through raft.
+        if self.owner_may_be_gone(lock) {
+            let client = self.clone();
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                let _ = client.resolve_region_of(&lock, commit_ts).await;
+            });
+        }
         Ok(fate)
+    }
+
+    /// Whether `lock`'s TTL has run out by a recent PD timestamp (or none is at hand).
+    fn owner_may_be_gone(&self, lock: &LockInfo) -> bool {
+        let expires_ms = lock.start_ts.physical_ms().saturating_add(lock.ttl_ms);
+        self.pd().low_resolution_ts(NOW_TS_AGE_MAX).is_none_or(|now| now.physical_ms() >= expires_ms)
     }
 
     /// The remembered outcome of transaction `start_ts`: its commit_ts, ZERO if rolled back.

@@ -45,7 +45,7 @@ impl Default for PdClientConfig {
             call_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(1),
+            backoff_max: Duration::from_millis(250),
         }
     }
 }

@@ -210,16 +210,35 @@ async fn scenario() {
                 ]
             );
 
-            // A writer that committed its primary and died: the reader commits the secondary.
+            // A writer that committed its primary and died: a reader reads the secondary's
+            // value through its lock at once, and leaves the lock to its owner while the TTL
+            // runs; once the TTL is out, a reader commits the secondary (in the background).
             let pd = client.pd().clone();
-            let start_ts = prewrite(&pd, vec![put(b"l1", b"v1"), put(b"l2", b"v2")], 60_000).await;
+            let start_ts = prewrite(&pd, vec![put(b"l1", b"v1"), put(b"l2", b"v2")], 1_000).await;
             let commit_ts = pd.get_ts().await.unwrap();
             let cmd = TxnCommand::Commit { keys: vec![b"l1".to_vec()], start_ts, commit_ts };
             assert_eq!(send(&pd, b"l1", cmd).await, TxnResponse::Done);
             let resolved = client.stats().locks_resolved;
             let r = client.begin().await.unwrap();
             assert_eq!(r.get(b"l2".to_vec()).await.unwrap(), Some(b"v2".to_vec()));
-            assert!(client.stats().locks_resolved > resolved);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(client.stats().locks_resolved, resolved, "a live owner's lock was resolved by a reader");
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            let r = client.begin().await.unwrap();
+            assert_eq!(r.get(b"l2".to_vec()).await.unwrap(), Some(b"v2".to_vec()));
+            let mut polls = 0;
+            while client.stats().locks_resolved == resolved {
+                polls += 1;
+                assert!(polls < 50, "no reader resolved the expired lock");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let scan = TxnCommand::ScanLock {
+                max_ts: Timestamp::MAX,
+                start_key: b"l2".to_vec(),
+                end_key: b"l3".to_vec(),
+                limit: 10,
+            };
+            assert_eq!(send(&pd, b"l2", scan).await, TxnResponse::Locks(vec![]), "the secondary is still locked");
 
             // A writer that died after prewriting. A reader pushes its primary's
             // min_commit_ts above the read and reads past the live lock without waiting...

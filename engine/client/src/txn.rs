@@ -373,7 +373,7 @@ impl TransactionClient {
             !lock.use_async_commit && caller_start_ts != Timestamp::ZERO && lock.min_commit_ts <= caller_start_ts;
         let current_ts =
             if pushes { self.timestamp("resolve_lock").await? } else { self.now_ts("resolve_lock").await? };
-        let expired = current_ts.physical_ms() >= lock.start_ts.physical_ms().saturating_add(lock.ttl_ms);
+        let expired = ttl_ran_out(lock, current_ts);
         let status = self.check_txn_status(lock, caller_start_ts, current_ts, expired, false).await?;
         let Some(status) = status else { return Ok(LockFate::Alive) };
         match status {
@@ -386,9 +386,7 @@ impl TransactionClient {
                 self.settle_decided(lock, Timestamp::ZERO, caller_start_ts, read_through).await
             }
             TxnStatus::Locked { lock: primary, .. } => {
-                let primary_expired =
-                    current_ts.physical_ms() >= primary.start_ts.physical_ms().saturating_add(primary.ttl_ms);
-                if primary.use_async_commit && primary_expired {
+                if primary.use_async_commit && ttl_ran_out(&primary, current_ts) {
                     self.resolve_async(lock, &primary, current_ts).await
                 } else if !primary.use_async_commit
                     && caller_start_ts != Timestamp::ZERO
@@ -442,8 +440,7 @@ impl TransactionClient {
 
     /// Whether `lock`'s TTL has run out by a recent PD timestamp (or none is at hand).
     fn owner_may_be_gone(&self, lock: &LockInfo) -> bool {
-        let expires_ms = lock.start_ts.physical_ms().saturating_add(lock.ttl_ms);
-        self.pd().low_resolution_ts(NOW_TS_AGE_MAX).is_none_or(|now| now.physical_ms() >= expires_ms)
+        self.pd().low_resolution_ts(NOW_TS_AGE_MAX).is_none_or(|now| ttl_ran_out(lock, now))
     }
 
     /// The remembered outcome of transaction `start_ts`: its commit_ts, ZERO if rolled back.
@@ -574,6 +571,11 @@ fn refusal(op: &Op, reason: String) -> ClientError {
     } else {
         ClientError::Conflict(reason)
     }
+}
+
+/// Whether `lock`'s TTL (measured from its start_ts's physical time) has run out at `now`.
+fn ttl_ran_out(lock: &LockInfo, now: Timestamp) -> bool {
+    now.physical_ms() >= lock.start_ts.physical_ms().saturating_add(lock.ttl_ms)
 }
 
 /// What settling another transaction's lock came to.

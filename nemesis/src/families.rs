@@ -13,8 +13,8 @@ use std::time::Duration;
 pub struct View {
     /// Storage nodes.
     pub stores: Vec<String>,
-    /// PD's node.
-    pub pd: Option<String>,
+    /// PD's nodes (its members when replicated).
+    pub pd: Vec<String>,
     /// Client nodes.
     pub clients: Vec<String>,
     /// Nodes whose process state (kill, pause, disk) an active fault already owns.
@@ -26,7 +26,7 @@ pub struct View {
 impl View {
     /// Storage nodes and PD: the servers.
     pub fn servers(&self) -> Vec<String> {
-        self.stores.iter().cloned().chain(self.pd.clone()).collect()
+        self.stores.iter().cloned().chain(self.pd.iter().cloned()).collect()
     }
 
     /// Every node.
@@ -77,13 +77,13 @@ pub trait Family {
 /// Every family, by name, with a one-line description.
 pub const FAMILIES: &[(&str, &str)] = &[
     ("kill", "kill -9 a store or PD (disk keeps a torn tail of unsynced writes), restart it later"),
-    ("pd-restart", "kill and restart PD"),
+    ("pd-restart", "kill and restart PD (one member of a replicated PD)"),
     ("power", "power loss: every store crashes at the same instant (each disk keeps a torn tail of unsynced writes), then all restart"),
     ("pause", "freeze a store, a region's leader or PD (a long GC pause), then resume it"),
     ("suspend", "suspend a store's VM, often a region leader's: frozen, and its monotonic clock stops too, so on resume its raft timers carry on as if no time had passed (a leader reaches the other stores only a while after it resumes)"),
     ("partition", "random halves, isolating one node, or a one-way cut"),
     ("isolate-leader", "cut off the store that leads a region (asks PD who leads)"),
-    ("isolate-pd", "cut PD off from everyone"),
+    ("isolate-pd", "cut PD (one member of a replicated PD) off from everyone"),
     ("ring", "majorities ring: every store reaches a majority, no two the same (5+ stores; a bridge with 3)"),
     ("bridge", "two halves that only one store connects"),
     ("clog", "stall a node's traffic or one link for a short while"),
@@ -205,7 +205,7 @@ impl Family for Kill {
     }
     fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
-            let candidates = if self.pd_only { view.pd.iter().cloned().collect() } else { view.servers() };
+            let candidates = if self.pd_only { view.pd.clone() } else { view.servers() };
             let node = pick(&mut self.rng, &view.free(candidates))?;
             let seed = self.rng.gen();
             Some(Fault {
@@ -429,7 +429,7 @@ impl Family for IsolatePd {
     }
     fn plan<'a>(&'a mut self, view: &'a View, _t: &'a mut dyn Target) -> LocalFuture<'a, Option<Fault>> {
         Box::pin(async move {
-            let pd = view.pd.clone()?;
+            let pd = pick(&mut self.rng, &view.pd)?;
             let others: Vec<String> = view.all().into_iter().filter(|n| *n != pd).collect();
             cut_fault(format!("isolate-pd {pd}"), cut_between(&[pd], &others), hold(&mut self.rng, 500, 6_000))
         })

@@ -191,7 +191,7 @@ pub async fn run(target: &mut dyn Target, cfg: &NemesisConfig, until: Instant) -
             *report.refused.entry(name).or_default() += 1;
             continue;
         };
-        if !fits(&fault, &active, &stores, view.max_impaired) {
+        if !fits(&fault, &active, &stores, &view.pd, view.max_impaired) {
             trace_event!("nemesis.refuse", "{}", fault.label);
             *report.refused.entry(name).or_default() += 1;
             continue;
@@ -249,13 +249,33 @@ fn cuts_of(actions: &[Action]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether `fault` may start next to `active`: no shared resource, the exclusivity rule, and
-/// the stores impaired by all of them together (processes down plus a minimal cover of the
-/// cut store–store links) stay within the budget.
-fn fits(fault: &Fault, active: &[Active], stores: &[String], max_impaired: usize) -> bool {
+/// Whether `fault` may start next to `active`: no shared resource, the exclusivity rule, the
+/// stores impaired by all of them together (processes down plus a minimal cover of the cut
+/// store–store links) stay within the budget, and a replicated PD keeps a connected majority
+/// of its members up, counted the same way (a lone PD may go down: its outage is a fault of
+/// its own).
+fn fits(fault: &Fault, active: &[Active], stores: &[String], pds: &[String], max_impaired: usize) -> bool {
     let held: BTreeSet<&String> = active.iter().flat_map(|a| a.resources.iter()).collect();
     if fault.resources.iter().any(|r| held.contains(r)) {
         return false;
+    }
+    if pds.len() > 1 {
+        let pds_down: BTreeSet<&str> = held
+            .iter()
+            .map(|r| r.as_str())
+            .chain(fault.resources.iter().map(String::as_str))
+            .filter_map(|r| r.strip_prefix("proc:"))
+            .filter(|node| pds.iter().any(|p| p == node))
+            .collect();
+        let pd_cuts: Vec<(String, String)> = active
+            .iter()
+            .flat_map(|a| a.cuts.iter().cloned())
+            .chain(cuts_of(&fault.apply))
+            .filter(|(a, b)| !pds_down.contains(a.as_str()) && !pds_down.contains(b.as_str()))
+            .collect();
+        if pds_down.len() + min_cover(pds, &pd_cuts) > (pds.len() - 1) / 2 {
+            return false;
+        }
     }
     let new_proc = proc_stores(fault, stores);
     let new_cuts = cuts_of(&fault.apply);
@@ -446,16 +466,35 @@ mod tests {
         let kill_s1 = Fault { resources: vec!["proc:s1".into()], ..Fault::default() };
         let kill_s2 = Fault { resources: vec!["proc:s2".into()], ..Fault::default() };
         let kill_pd = Fault { resources: vec!["proc:pd".into()], ..Fault::default() };
-        assert!(fits(&kill_s1, &[], &stores, 1));
+        assert!(fits(&kill_s1, &[], &stores, &[], 1));
         let a = [active("kill s1", &["s1"], vec![])];
-        assert!(!fits(&kill_s2, &a, &stores, 1), "two stores down of three");
-        assert!(fits(&kill_pd, &a, &stores, 1), "PD may go down with a store");
-        assert!(!fits(&kill_s1, &a, &stores, 1), "one process fault per node");
+        assert!(!fits(&kill_s2, &a, &stores, &[], 1), "two stores down of three");
+        assert!(fits(&kill_pd, &a, &stores, &names(&["pd"]), 1), "PD may go down with a store");
+        assert!(!fits(&kill_s1, &a, &stores, &[], 1), "one process fault per node");
         // Cutting s1 off while s1 is down impairs nothing more.
         let cut_s1 = Fault { apply: vec![Action::Cut(vec![("s1".into(), "s2".into())])], ..Fault::default() };
-        assert!(fits(&cut_s1, &a, &stores, 1));
+        assert!(fits(&cut_s1, &a, &stores, &[], 1));
         let cut_s2_s3 = Fault { apply: vec![Action::Cut(vec![("s2".into(), "s3".into())])], ..Fault::default() };
-        assert!(!fits(&cut_s2_s3, &a, &stores, 1));
+        assert!(!fits(&cut_s2_s3, &a, &stores, &[], 1));
+    }
+
+    #[test]
+    fn a_replicated_pd_keeps_a_majority_of_its_members_up() {
+        let stores = names(&["s1", "s2", "s3"]);
+        let pds = names(&["pd-1", "pd-2", "pd-3"]);
+        let kill = |node: &str| Fault { resources: vec![format!("proc:{node}")], ..Fault::default() };
+        assert!(fits(&kill("pd-1"), &[], &stores, &pds, 1));
+        let mut one_down = active("kill pd-1", &[], vec![]);
+        one_down.resources = vec!["proc:pd-1".into()];
+        let a = [one_down];
+        assert!(!fits(&kill("pd-2"), &a, &stores, &pds, 1), "two of three PD members down");
+        assert!(fits(&kill("s1"), &a, &stores, &pds, 1), "a store may go down beside one PD member");
+        let cut_pd2 = Fault {
+            apply: vec![Action::Cut(vec![("pd-2".into(), "pd-3".into()), ("pd-2".into(), "pd-1".into())])],
+            ..Fault::default()
+        };
+        assert!(!fits(&cut_pd2, &a, &stores, &pds, 1), "one PD member down and another cut off");
+        assert!(fits(&cut_pd2, &[], &stores, &pds, 1));
     }
 
     /// A scripted target that records what the schedule did to it.
@@ -473,8 +512,8 @@ mod tests {
         fn stores(&self) -> Vec<String> {
             names(&["s1", "s2", "s3"])
         }
-        fn pd(&self) -> Option<String> {
-            Some("pd".into())
+        fn pd(&self) -> Vec<String> {
+            vec!["pd".into()]
         }
         fn clients(&self) -> Vec<String> {
             names(&["c1"])
@@ -566,8 +605,8 @@ mod tests {
         fn stores(&self) -> Vec<String> {
             names(&["s1", "s2", "s3"])
         }
-        fn pd(&self) -> Option<String> {
-            Some("pd".into())
+        fn pd(&self) -> Vec<String> {
+            vec!["pd".into()]
         }
         fn clients(&self) -> Vec<String> {
             vec![]

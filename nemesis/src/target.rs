@@ -45,8 +45,8 @@ pub trait Target {
     fn replicas(&self) -> usize {
         self.stores().len()
     }
-    /// The placement driver's node, if the cluster has one.
-    fn pd(&self) -> Option<String>;
+    /// The placement driver's nodes: its members when replicated, none if the cluster has no PD.
+    fn pd(&self) -> Vec<String>;
     /// Client nodes (may be put on either side of a partition).
     fn clients(&self) -> Vec<String>;
     /// Whether the target can do `cap`.

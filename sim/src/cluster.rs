@@ -67,9 +67,10 @@ impl Drop for Cluster {
 pub struct Roles {
     /// Storage nodes (replicas: the fault budget protects a majority of them).
     pub stores: Vec<String>,
-    /// PD's node (or the one non-replicated server of a harness scenario).
-    pub pd: Option<String>,
-    /// PD's client address, for leader lookups and splits.
+    /// PD's nodes: its members (or the one non-replicated server of a harness scenario).
+    pub pd: Vec<String>,
+    /// PD's client endpoints, comma-separated as `--pd` takes them, for leader lookups and
+    /// splits (see [`pd_endpoints`]).
     pub pd_addr: Option<String>,
     /// Nodes added with [`Cluster::add_client`].
     pub clients: Vec<String>,
@@ -77,6 +78,12 @@ pub struct Roles {
     pub keys: Vec<Vec<u8>>,
     /// Replicas per region (0: every store holds every region).
     pub replicas: usize,
+}
+
+/// The endpoints of a comma-separated PD address list (a scenario passes PD's members around
+/// as one string, the way `keel --pd` takes them).
+pub fn pd_endpoints(pd_addr: &str) -> Vec<String> {
+    pd_addr.split(',').map(String::from).collect()
 }
 
 /// Fastest and slowest healthy sync of a simulated disk, in microseconds (an SSD's fsync).
@@ -141,9 +148,9 @@ impl Cluster {
 
     /// Names the cluster's storage nodes and PD (the nemesis needs to know which nodes hold
     /// replicas). Scenarios built with `scenario::register::start_cluster` get this for free.
-    pub fn set_servers(&mut self, stores: &[String], pd: Option<&str>, pd_addr: Option<&str>) {
+    pub fn set_servers(&mut self, stores: &[String], pd: &[String], pd_addr: Option<&str>) {
         self.roles.stores = stores.to_vec();
-        self.roles.pd = pd.map(String::from);
+        self.roles.pd = pd.to_vec();
         self.roles.pd_addr = pd_addr.map(String::from);
     }
 

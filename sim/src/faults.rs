@@ -5,7 +5,7 @@
 //! one madsim run owns its thread — so scenarios need not plumb them: the runner sets the
 //! options before a run ([`set_options`]) and reads the report after it ([`take_report`]).
 
-use crate::cluster::Cluster;
+use crate::cluster::{pd_endpoints, Cluster};
 use futures::StreamExt;
 use keel_client::PdClient;
 use keel_nemesis::{Capability, LocalFuture, NemesisConfig, Report, Target};
@@ -73,11 +73,11 @@ pub fn take_report() -> Report {
 /// node is treated as a single non-replicated server.
 /// The nemesis seed comes from `rng`.
 pub async fn run(cluster: &mut Cluster, targets: &[String], families: &[String], until: Instant, rng: &mut ChaCha8Rng) {
-    if cluster.roles().stores.is_empty() && cluster.roles().pd.is_none() {
+    if cluster.roles().stores.is_empty() && cluster.roles().pd.is_empty() {
         let stores: Vec<String> = targets.iter().filter(|t| t.starts_with("store-")).cloned().collect();
         let pd = targets.iter().find(|t| *t == "pd").or_else(|| targets.iter().find(|t| !t.starts_with("store-")));
-        let pd = pd.cloned();
-        cluster.set_servers(&stores, pd.as_deref(), None);
+        let pd: Vec<String> = pd.into_iter().cloned().collect();
+        cluster.set_servers(&stores, &pd, None);
     }
     let cfg =
         NemesisConfig { mean_gap: OPTIONS.with(|o| o.borrow().mean_gap), ..NemesisConfig::new(rng.gen(), families) };
@@ -121,7 +121,7 @@ impl SimTarget<'_> {
 
 /// Asks PD for the region of `key` and the address of its leader's store.
 async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region, keel_types::Peer, String)> {
-    let pd = PdClient::new(vec![pd_addr]);
+    let pd = PdClient::new(pd_endpoints(&pd_addr));
     let lookup = async {
         let info = pd.get_region(&key).await.ok()??;
         let leader = info.leader?;
@@ -138,7 +138,7 @@ async fn leader_of(pd_addr: String, key: Vec<u8>) -> Option<(keel_types::Region,
 /// when its answer led nowhere. Gives up after [`SPLIT_DEADLINE`]: behind a partition, a
 /// leaderless half stays leaderless, and a storm must not hang on it.
 pub(crate) async fn split_at(pd_addr: String, key: Vec<u8>) -> Result<(), String> {
-    let pd = PdClient::new(vec![pd_addr]);
+    let pd = PdClient::new(pd_endpoints(&pd_addr));
     let deadline = Instant::now() + SPLIT_DEADLINE;
     let mut last = String::from("no attempt made");
     while Instant::now() < deadline {
@@ -237,8 +237,8 @@ impl Target for SimTarget<'_> {
         }
     }
 
-    fn pd(&self) -> Option<String> {
-        self.cluster.roles().pd.clone().filter(|p| self.targets.contains(p))
+    fn pd(&self) -> Vec<String> {
+        self.cluster.roles().pd.iter().filter(|p| self.targets.contains(p)).cloned().collect()
     }
 
     fn clients(&self) -> Vec<String> {
@@ -339,7 +339,7 @@ impl Target for SimTarget<'_> {
         Box::pin(async move {
             let full = self
                 .on_helper_with(CALL_TIMEOUT, move |pd_addr| async move {
-                    let pd = PdClient::new(vec![pd_addr]);
+                    let pd = PdClient::new(pd_endpoints(&pd_addr));
                     let regions = pd.scan_regions(b"", b"", 0).await.map_err(|e| e.to_string())?;
                     let full = regions.iter().all(|r| {
                         r.region.peers.len() == replicas && r.region.peers.iter().all(|p| p.role == PeerRole::Voter)
@@ -379,7 +379,7 @@ impl Target for SimTarget<'_> {
 
 /// Asks PD to move the leadership of `key`'s region to another voter (`seed` picks which).
 async fn transfer_leader(pd_addr: String, key: Vec<u8>, seed: u64) -> Result<(), String> {
-    let pd = PdClient::new(vec![pd_addr]);
+    let pd = PdClient::new(pd_endpoints(&pd_addr));
     let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
     let leader = info.leader.ok_or("no leader known")?;
     let others: Vec<&Peer> =
@@ -392,7 +392,7 @@ async fn transfer_leader(pd_addr: String, key: Vec<u8>, seed: u64) -> Result<(),
 /// Asks PD to remove, add or move a replica of `key`'s region (`seed` picks what and where).
 async fn change_membership(pd_addr: String, key: Vec<u8>, seed: u64) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let pd = PdClient::new(vec![pd_addr]);
+    let pd = PdClient::new(pd_endpoints(&pd_addr));
     let info = pd.get_region(&key).await.map_err(|e| e.to_string())?.ok_or("no region")?;
     let stores = pd.get_all_stores().await.map_err(|e| e.to_string())?;
     let spare: Vec<StoreId> = stores

@@ -15,6 +15,11 @@ pub struct PdConfig {
     pub cluster_id: Option<u64>,
     /// The schedulers' knobs.
     pub schedule: ScheduleConfig,
+    /// Every member of a replicated PD, by the address each advertises (this PD's own
+    /// `advertise_addr` among them), in the same order on every member: the order gives the
+    /// members' raft ids, so it must never change once the group has started. Empty (or just
+    /// this PD) runs a lone PD that writes its own disk.
+    pub members: Vec<String>,
 }
 
 impl Default for PdConfig {
@@ -24,6 +29,7 @@ impl Default for PdConfig {
             max_replicas: 3,
             cluster_id: None,
             schedule: ScheduleConfig::default(),
+            members: Vec::new(),
         }
     }
 }
@@ -39,6 +45,11 @@ impl PdConfig {
     /// timeouts, small limits) so repair and balancing happen within a short simulated run.
     pub fn test_min(advertise_addr: impl Into<String>) -> Self {
         PdConfig { schedule: ScheduleConfig::test_min(), ..PdConfig::new(advertise_addr) }
+    }
+
+    /// Whether this PD is one member of a replicated group.
+    pub fn is_replicated(&self) -> bool {
+        self.members.len() > 1
     }
 }
 

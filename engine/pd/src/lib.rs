@@ -40,6 +40,7 @@ mod ids;
 mod meta;
 mod pd;
 mod region_tree;
+mod replica;
 mod scheduler;
 mod service;
 mod tso;

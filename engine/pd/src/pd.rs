@@ -315,6 +315,9 @@ impl Pd {
                 in_flight: self.operators_in_flight() as u64,
                 created: OperatorKind::ALL.iter().map(|k| self.operator_counters(*k).created).sum(),
             })),
+            PdRequest::RaftMessage(_) => {
+                Err(PdError::Invalid("raft message sent to a PD that is not replicated".into()))
+            }
         }
     }
 

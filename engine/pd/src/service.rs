@@ -1,6 +1,7 @@
 //! Serving a [`Pd`] over keel-rpc — and, in the production build, TiKV's `pdpb.PD` gRPC
 //! service on the same port (see [`crate::grpc`]).
 
+use crate::replica::{self, Member};
 use crate::{Error, Pd, PdConfig};
 use keel_storage::Engine;
 use keel_types::proto::pd::{PdRequest, PdResult};
@@ -12,35 +13,58 @@ use tokio::sync::Notify;
 /// A PD shared between the RPC handlers (and tests that want to look inside).
 pub type SharedPd = Arc<Mutex<Pd>>;
 
-/// The one path every PD request takes, whichever protocol it arrived in: the request runs
-/// under the lock (never across an `.await`), and a storage failure wakes the server to stop.
+/// Who answers: a lone PD's state machine, or this member of a replicated PD.
+#[derive(Clone)]
+enum Backend {
+    Lone(SharedPd),
+    Replicated(Arc<Member>),
+}
+
+/// The one path every PD request takes, whichever protocol it arrived in. A lone PD runs the
+/// request under the lock (never across an `.await`), and a storage failure wakes the server
+/// to stop; a replicated member answers as [`Member::call`] says.
 #[derive(Clone)]
 pub(crate) struct PdCaller {
-    pd: SharedPd,
+    backend: Backend,
     stopped: Arc<Notify>,
 }
 
 impl PdCaller {
-    /// A caller of `pd`.
-    pub(crate) fn new(pd: SharedPd) -> PdCaller {
-        PdCaller { pd, stopped: Arc::new(Notify::new()) }
+    /// A caller of a lone PD.
+    pub(crate) fn lone(pd: SharedPd) -> PdCaller {
+        PdCaller { backend: Backend::Lone(pd), stopped: Arc::new(Notify::new()) }
+    }
+
+    /// The cluster id (0 while a new member has not learnt it yet).
+    #[cfg(not(madsim))]
+    pub(crate) fn cluster_id(&self) -> u64 {
+        match &self.backend {
+            Backend::Lone(pd) => pd.lock().unwrap_or_else(|e| e.into_inner()).cluster_id(),
+            Backend::Replicated(member) => member.cluster_id().unwrap_or(0),
+        }
     }
 
     /// Answers one request (and records its latency per method).
-    pub(crate) fn call(&self, req: PdRequest) -> PdResult {
+    pub(crate) async fn call(&self, req: PdRequest) -> PdResult {
         let method = req.method();
         let start = tokio::time::Instant::now();
-        let (result, failed) = {
-            let mut pd = self.pd.lock().unwrap_or_else(|e| e.into_inner());
-            let result = pd.handle(req);
-            (result, pd.failure().is_some())
+        let result = match &self.backend {
+            Backend::Lone(pd) => {
+                let (result, failed) = {
+                    let mut pd = pd.lock().unwrap_or_else(|e| e.into_inner());
+                    let result = pd.handle(req);
+                    (result, pd.failure().is_some())
+                };
+                if failed {
+                    self.stopped.notify_one();
+                }
+                result
+            }
+            Backend::Replicated(member) => member.call(req).await,
         };
         keel_metrics::RPC_DURATION.with_label_values(&[method]).observe(start.elapsed().as_secs_f64());
         if result.is_err() {
             keel_metrics::RPC_ERRORS.with_label_values(&[method]).inc();
-        }
-        if failed {
-            self.stopped.notify_one();
         }
         result
     }
@@ -55,38 +79,57 @@ pub async fn run_pd(
     clock: Clock,
     listener: TcpListener,
 ) -> Result<(), Error> {
+    if config.is_replicated() {
+        let addr = config.advertise_addr.clone();
+        let (member, replica) = replica::start(config, engine, clock)?;
+        tracing::info!(%addr, "pd: serving as a member of a replicated pd");
+        let caller = PdCaller { backend: Backend::Replicated(member), stopped: Arc::new(Notify::new()) };
+        // `biased`: an unbiased select! draws from an RNG madsim does not control.
+        return tokio::select! {
+            biased;
+            stopped = replica => Err(Error::Stopped(match stopped {
+                Ok(()) => "the member loop ended".to_string(),
+                Err(e) => e.to_string(),
+            })),
+            () = serve_caller(caller, listener) => unreachable!("serve never returns"),
+        };
+    }
     let pd = Pd::open(config, engine, clock)?;
     tracing::info!(cluster_id = pd.cluster_id(), addr = %pd.config().advertise_addr, "pd: serving");
     serve_pd(Arc::new(Mutex::new(pd)), listener).await
 }
 
-/// Serves an opened PD on `listener` (`PdRequest` in, `PdResult` out; in the production build
-/// also gRPC `pdpb.PD`) until a storage failure stops it.
+/// Serves an opened lone PD on `listener` (`PdRequest` in, `PdResult` out; in the production
+/// build also gRPC `pdpb.PD`) until a storage failure stops it.
 pub async fn serve_pd(pd: SharedPd, listener: TcpListener) -> Result<(), Error> {
-    let caller = PdCaller::new(pd.clone());
+    let caller = PdCaller::lone(pd.clone());
     let stopped = caller.stopped.clone();
-    let native = {
-        let caller = caller.clone();
-        move |req: PdRequest| {
-            let caller = caller.clone();
-            async move { caller.call(req) }
-        }
-    };
-    #[cfg(not(madsim))]
-    let serving = {
-        let (tx, rx) = tokio::sync::mpsc::channel(keel_kvproto::GRPC_CONNECTIONS_QUEUED_MAX);
-        let cluster_id = pd.lock().unwrap_or_else(|e| e.into_inner()).cluster_id();
-        tokio::spawn(keel_kvproto::serve_grpc(rx, crate::grpc::service(caller, cluster_id)));
-        keel_rpc::serve_mux(listener, native, tx)
-    };
-    #[cfg(madsim)]
-    let serving = keel_rpc::serve(listener, native);
     // `biased`: an unbiased select! draws from an RNG madsim does not control.
     tokio::select! {
         biased;
-        () = serving => unreachable!("serve never returns"),
+        () = serve_caller(caller, listener) => unreachable!("serve never returns"),
         () = stopped.notified() => {}
     }
     let reason = pd.lock().unwrap_or_else(|e| e.into_inner()).failure().unwrap_or("unknown").to_string();
     Err(Error::Stopped(reason))
+}
+
+/// Serves `caller` on `listener` forever: the native protocol, and in the production build
+/// TiKV's gRPC on the same port.
+async fn serve_caller(caller: PdCaller, listener: TcpListener) {
+    let native = {
+        let caller = caller.clone();
+        move |req: PdRequest| {
+            let caller = caller.clone();
+            async move { caller.call(req).await }
+        }
+    };
+    #[cfg(not(madsim))]
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(keel_kvproto::GRPC_CONNECTIONS_QUEUED_MAX);
+        tokio::spawn(keel_kvproto::serve_grpc(rx, crate::grpc::service(caller)));
+        keel_rpc::serve_mux(listener, native, tx).await
+    }
+    #[cfg(madsim)]
+    keel_rpc::serve(listener, native).await
 }

@@ -134,7 +134,10 @@ where
     let pd = pd_addr.clone();
     let regions = cluster
         .spawn_on("setup", async move {
-            PdClient::new(vec![pd]).scan_regions(b"", b"", 0).await.map_or(0, |r| r.len() as u64)
+            PdClient::new(crate::cluster::pd_endpoints(&pd))
+                .scan_regions(b"", b"", 0)
+                .await
+                .map_or(0, |r| r.len() as u64)
         })
         .await
         .unwrap_or(0);
@@ -146,7 +149,7 @@ where
 /// Connects a transactional client to PD at `pd_addr` (retrying until PD answers).
 pub(crate) async fn connect(pd_addr: String) -> TransactionClient {
     loop {
-        match TransactionClient::connect(vec![pd_addr.clone()]).await {
+        match TransactionClient::connect(crate::cluster::pd_endpoints(&pd_addr)).await {
             Ok(client) => return client,
             Err(_) => sleep(Duration::from_millis(200)).await,
         }

@@ -47,7 +47,7 @@ pub(crate) async fn check_replicas(
 /// its replicas count as missing until PD has replaced them.
 async fn pd_view(cluster: &Cluster, pd_addr: &str) -> Option<(Vec<RegionInfo>, BTreeMap<StoreId, String>)> {
     let node = cluster.roles().clients.first().cloned()?;
-    let pd = PdClient::new(vec![pd_addr.to_string()]);
+    let pd = PdClient::new(crate::cluster::pd_endpoints(pd_addr));
     let (regions, stores) = cluster
         .spawn_on(&node, async move {
             let regions = pd.scan_regions(b"", b"", 0).await.ok()?;

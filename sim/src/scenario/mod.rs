@@ -54,7 +54,7 @@ pub fn stores(cfg: &RunConfig) -> usize {
 pub(crate) async fn faults_then_heal(cluster: &mut Cluster, stores: &[String], cfg: &RunConfig) -> Instant {
     let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
     let mut targets = stores.to_vec();
-    targets.push("pd".into());
+    targets.extend(cluster.roles().pd.iter().cloned());
     let until = Instant::now() + Duration::from_secs(cfg.duration_s);
     crate::faults::run(cluster, &targets, &cfg.nemesis, until, &mut rng).await;
     cluster.heal_all();
@@ -86,7 +86,7 @@ pub(crate) async fn await_progress(
 /// scenario's first client node.
 pub(crate) async fn count_regions(cluster: &Cluster, pd_addr: &str) -> u64 {
     let Some(node) = cluster.roles().clients.first().cloned() else { return 0 };
-    let pd = keel_client::PdClient::new(vec![pd_addr.to_string()]);
+    let pd = keel_client::PdClient::new(crate::cluster::pd_endpoints(pd_addr));
     cluster
         .spawn_on(&node, async move { pd.scan_regions(b"", b"", 0).await.map_or(0, |r| r.len() as u64) })
         .await

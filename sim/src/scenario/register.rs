@@ -4,7 +4,7 @@
 //! everything heals and every process must make progress in bounded time, the replicas must
 //! converge to identical data, and the history must be linearizable per key.
 
-use crate::cluster::Cluster;
+use crate::cluster::{pd_endpoints, Cluster};
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
 use crate::scenario::consistency::check_replicas;
 use crate::scenario::{await_progress, faults_then_heal};
@@ -14,7 +14,7 @@ use keel_server::{run_node, NodeConfig};
 use keel_workloads::register::{run_process, Progress, RegisterConfig};
 use keel_workloads::History;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const PD_PORT: u16 = 2379;
@@ -50,21 +50,41 @@ impl Knobs {
     pub const CHECKED: Knobs = Knobs { hibernate: false, merge: true };
 }
 
-/// Starts PD and `stores` storage nodes, regions replicated `replicas` ways, set up as
-/// `knobs` says; returns the PD address and the store names.
+/// PD's members in every keel scenario: PD is replicated, as in production, so the cluster
+/// keeps its timestamps and routing while one member is down or cut off.
+pub(crate) const PD_MEMBERS: usize = 3;
+
+/// Starts PD's members (`pd-1..`) and `stores` storage nodes, regions replicated `replicas`
+/// ways, set up as `knobs` says; returns PD's endpoints (comma-separated) and the store names.
 pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, knobs: Knobs) -> (String, Vec<String>) {
     let Knobs { hibernate, merge } = knobs;
-    let pd = cluster.add_node("pd", move |env| async move {
-        let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
-        let mut config = PdConfig::test_min(env.addr(PD_PORT));
-        config.cluster_id = Some(1);
-        config.schedule.merge_checker = merge;
-        config.max_replicas = replicas;
-        if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
-            tracing::warn!(%e, "pd stopped");
-        }
-    });
-    let pd_addr = pd.addr(PD_PORT);
+    // Members learn each other's addresses once all are added (their programs first run
+    // when this function has returned and the runtime polls them).
+    let members: Arc<OnceLock<Vec<String>>> = Arc::new(OnceLock::new());
+    let mut pd_names = Vec::new();
+    let mut pd_addrs = Vec::new();
+    for i in 1..=PD_MEMBERS {
+        let name = format!("pd-{i}");
+        let members = members.clone();
+        let pd = cluster.add_node(&name, move |env| {
+            let members = members.clone();
+            async move {
+                let listener = tokio::net::TcpListener::bind(env.addr(PD_PORT)).await.expect("bind pd");
+                let mut config = PdConfig::test_min(env.addr(PD_PORT));
+                config.cluster_id = Some(1);
+                config.schedule.merge_checker = merge;
+                config.max_replicas = replicas;
+                config.members = members.get().expect("pd members set at start").clone();
+                if let Err(e) = keel_pd::run_pd(config, Arc::new(env.disk.clone()), env.clock.clone(), listener).await {
+                    tracing::warn!(%e, "pd stopped");
+                }
+            }
+        });
+        pd_names.push(name);
+        pd_addrs.push(pd.addr(PD_PORT));
+    }
+    members.set(pd_addrs.clone()).expect("members set once");
+    let pd_addr = pd_addrs.join(",");
     let mut names = Vec::new();
     for i in 1..=stores {
         let name = format!("store-{i}");
@@ -72,7 +92,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, knob
         cluster.add_node(&name, move |env| {
             let pd_addr = pd_addr.clone();
             async move {
-                let mut config = NodeConfig::new(env.addr(store_port(&env.disk)), vec![pd_addr]);
+                let mut config = NodeConfig::new(env.addr(store_port(&env.disk)), pd_endpoints(&pd_addr));
                 config.test_min = true;
                 config.hibernate_regions = hibernate;
                 config.store_heartbeat_interval = Duration::from_secs(1);
@@ -83,7 +103,7 @@ pub fn start_cluster(cluster: &mut Cluster, stores: usize, replicas: usize, knob
         });
         names.push(name);
     }
-    cluster.set_servers(&names, Some("pd"), Some(&pd_addr));
+    cluster.set_servers(&names, &pd_names, Some(&pd_addr));
     cluster.set_replicas(replicas);
     (pd_addr, names)
 }
@@ -105,7 +125,7 @@ pub(crate) fn spawn_processes(
         let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.to_string());
         let seed: u64 = madsim::rand::random();
         tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            let client = RawClient::connect(pd_endpoints(&pd_addr)).await.expect("connect");
             run_process(client, history, progress, p, RegisterConfig::default(), seed, stop).await;
         }));
     }

@@ -6,7 +6,7 @@
 //! within a small bound, and then for a quiet stretch no operator runs or starts (PD's
 //! operator status) and no region, epoch or leader changes; every acknowledged add survives.
 
-use crate::cluster::Cluster;
+use crate::cluster::{pd_endpoints, Cluster};
 use crate::runner::{add_stat, RunConfig, ScenarioOutcome};
 use crate::scenario::register::{start_cluster, Knobs};
 use crate::scenario::scan::spawn_set_processes;
@@ -47,13 +47,14 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let mut cluster = Cluster::new();
     let (pd_addr, _) = start_cluster(&mut cluster, STORES, 3, Knobs::CHECKED);
     cluster.add_client("observer");
-    let pd = PdClient::new(vec![pd_addr.clone()]);
+    let pd = PdClient::new(pd_endpoints(&pd_addr));
     let (state, stop, tasks) = spawn_set_processes(&mut cluster, &pd_addr, PROCESSES);
     // Load (and the run's nemeses, against PD only: store faults would blur the repair).
     let mut rng = ChaCha8Rng::seed_from_u64(madsim::rand::random());
     let until = Instant::now() + Duration::from_secs(cfg.duration_s);
     let families: Vec<String> = cfg.nemesis.iter().filter(|f| f.as_str() != "kill").cloned().collect();
-    crate::faults::run(&mut cluster, &["pd".to_string()], &families, until, &mut rng).await;
+    let pds = cluster.roles().pd.clone();
+    crate::faults::run(&mut cluster, &pds, &families, until, &mut rng).await;
     cluster.heal_all();
 
     let repaired = kill_and_repair(&mut cluster, &pd, &mut rng).await;
@@ -76,7 +77,7 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let (final_state, pd_addr2, pd2) = (state.clone(), pd_addr.clone(), pd.clone());
     let final_violation = cluster
         .spawn_on("observer", async move {
-            let client = RawClient::connect(vec![pd_addr2]).await.expect("connect");
+            let client = RawClient::connect(pd_endpoints(&pd_addr2)).await.expect("connect");
             match final_scan(&client, &pd2, FINAL_SCAN_DEADLINE).await {
                 Ok(seen) => {
                     let s = final_state.lock().unwrap();

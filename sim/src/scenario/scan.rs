@@ -47,8 +47,8 @@ pub async fn run(cfg: &RunConfig) -> ScenarioOutcome {
     let (final_state, pd) = (state.clone(), pd_addr.clone());
     let (final_violation, regions) = cluster
         .spawn_on("checker", async move {
-            let client = RawClient::connect(vec![pd.clone()]).await.expect("connect");
-            let pd = PdClient::new(vec![pd]);
+            let client = RawClient::connect(crate::cluster::pd_endpoints(&pd)).await.expect("connect");
+            let pd = PdClient::new(crate::cluster::pd_endpoints(&pd));
             let v = match final_scan(&client, &pd, LIVENESS_DEADLINE).await {
                 Ok(seen) => {
                     let s = final_state.lock().unwrap();
@@ -83,7 +83,7 @@ pub(crate) fn spawn_set_processes(
         let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.to_string());
         let seed: u64 = madsim::rand::random();
         tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            let client = RawClient::connect(crate::cluster::pd_endpoints(&pd_addr)).await.expect("connect");
             run_process(client, state, p, seed, stop).await;
         }));
     }

@@ -19,14 +19,15 @@ use std::pin::Pin;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The generated server around the adapter, ready for `serve_grpc`.
-pub(crate) fn service(caller: PdCaller, cluster_id: u64) -> PdServer<PdGrpc> {
-    PdServer::new(PdGrpc { caller, cluster_id })
+pub(crate) fn service(caller: PdCaller) -> PdServer<PdGrpc> {
+    PdServer::new(PdGrpc { caller })
 }
 
-/// The adapter: the native caller and the cluster id every response header carries.
+/// The adapter over the native caller (which also knows the cluster id every response
+/// header carries).
+#[derive(Clone)]
 pub(crate) struct PdGrpc {
     caller: PdCaller,
-    cluster_id: u64,
 }
 
 fn header(cluster_id: u64, error: Option<&PdError>) -> Option<ResponseHeader> {
@@ -75,40 +76,42 @@ fn region_response(cluster_id: u64, found: Result<Option<RegionInfo>, PdError>, 
 }
 
 impl PdGrpc {
-    fn region(&self, req: PdRequest) -> Result<Option<RegionInfo>, PdError> {
-        match self.caller.call(req)? {
+    async fn region(&self, req: PdRequest) -> Result<Option<RegionInfo>, PdError> {
+        match self.caller.call(req).await? {
             PdResponse::Region(info) => Ok(info),
             other => Err(unexpected(other)),
         }
     }
 
-    fn scan(&self, start_key: Vec<u8>, end_key: Vec<u8>, limit: u32) -> Result<Vec<RegionInfo>, PdError> {
-        match self.caller.call(PdRequest::ScanRegions { start_key, end_key, limit })? {
+    async fn scan(&self, start_key: Vec<u8>, end_key: Vec<u8>, limit: u32) -> Result<Vec<RegionInfo>, PdError> {
+        match self.caller.call(PdRequest::ScanRegions { start_key, end_key, limit }).await? {
             PdResponse::Regions(regions) => Ok(regions),
             other => Err(unexpected(other)),
         }
     }
 
     /// The region that ends where the one containing `key` starts.
-    fn prev_region(&self, key: Vec<u8>) -> Result<Option<RegionInfo>, PdError> {
-        let Some(current) = self.region(PdRequest::GetRegion { key })? else { return Ok(None) };
+    async fn prev_region(&self, key: Vec<u8>) -> Result<Option<RegionInfo>, PdError> {
+        let Some(current) = self.region(PdRequest::GetRegion { key }).await? else { return Ok(None) };
         if current.region.start_key.is_empty() {
             return Ok(None);
         }
-        Ok(self.scan(vec![], current.region.start_key, 0)?.pop())
+        Ok(self.scan(vec![], current.region.start_key, 0).await?.pop())
     }
 
-    fn tso_response(&self, req: TsoRequest) -> TsoResponse {
-        let answer = match self.caller.call(PdRequest::Tso { count: req.count }) {
+    async fn tso_response(&self, req: TsoRequest) -> TsoResponse {
+        let answer = match self.caller.call(PdRequest::Tso { count: req.count }).await {
             Ok(PdResponse::Tso { ts, count }) => Ok((ts, count)),
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(e),
         };
         match answer {
-            Ok((ts, count)) => {
-                TsoResponse { header: header(self.cluster_id, None), count, timestamp: Some(timestamp_to_pb(ts)) }
-            }
-            Err(e) => TsoResponse { header: header(self.cluster_id, Some(&e)), count: 0, timestamp: None },
+            Ok((ts, count)) => TsoResponse {
+                header: header(self.caller.cluster_id(), None),
+                count,
+                timestamp: Some(timestamp_to_pb(ts)),
+            },
+            Err(e) => TsoResponse { header: header(self.caller.cluster_id(), Some(&e)), count: 0, timestamp: None },
         }
     }
 }
@@ -118,7 +121,7 @@ type TsoResponses = Pin<Box<dyn Stream<Item = Result<TsoResponse, Status>> + Sen
 #[tonic::async_trait]
 impl Pd for PdGrpc {
     async fn get_members(&self, _: Request<GetMembersRequest>) -> Result<Response<GetMembersResponse>, Status> {
-        let resp = match self.caller.call(PdRequest::GetMembers) {
+        let resp = match self.caller.call(PdRequest::GetMembers).await {
             Ok(PdResponse::Members { cluster_id, leader }) => {
                 let member = Member {
                     name: format!("keel-pd-{leader}"),
@@ -133,10 +136,11 @@ impl Pd for PdGrpc {
                     etcd_leader: Some(member),
                 }
             }
-            Ok(other) => {
-                GetMembersResponse { header: header(self.cluster_id, Some(&unexpected(other))), ..Default::default() }
-            }
-            Err(e) => GetMembersResponse { header: header(self.cluster_id, Some(&e)), ..Default::default() },
+            Ok(other) => GetMembersResponse {
+                header: header(self.caller.cluster_id(), Some(&unexpected(other))),
+                ..Default::default()
+            },
+            Err(e) => GetMembersResponse { header: header(self.caller.cluster_id(), Some(&e)), ..Default::default() },
         };
         Ok(Response::new(resp))
     }
@@ -145,22 +149,32 @@ impl Pd for PdGrpc {
 
     /// One response per request, in order: `.then` runs them one at a time.
     async fn tso(&self, req: Request<Streaming<TsoRequest>>) -> Result<Response<TsoResponses>, Status> {
-        let adapter = PdGrpc { caller: self.caller.clone(), cluster_id: self.cluster_id };
-        let responses = req.into_inner().map(move |req| req.map(|req| adapter.tso_response(req)));
+        let adapter = self.clone();
+        let responses = req.into_inner().then(move |req| {
+            let adapter = adapter.clone();
+            async move {
+                match req {
+                    Ok(req) => Ok(adapter.tso_response(req).await),
+                    Err(status) => Err(status),
+                }
+            }
+        });
         Ok(Response::new(Box::pin(responses)))
     }
 
     async fn get_store(&self, req: Request<GetStoreRequest>) -> Result<Response<GetStoreResponse>, Status> {
         let id = req.into_inner().store_id;
-        let found = match self.caller.call(PdRequest::GetStore(id)) {
+        let found = match self.caller.call(PdRequest::GetStore(id)).await {
             Ok(PdResponse::Store(Some(store))) => Ok(store),
             Ok(PdResponse::Store(None)) => Err(PdError::Invalid(format!("store {id} not found"))),
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(e),
         };
         let resp = match found {
-            Ok(store) => GetStoreResponse { header: header(self.cluster_id, None), store: Some(store_to_pb(store)) },
-            Err(e) => GetStoreResponse { header: header(self.cluster_id, Some(&e)), store: None },
+            Ok(store) => {
+                GetStoreResponse { header: header(self.caller.cluster_id(), None), store: Some(store_to_pb(store)) }
+            }
+            Err(e) => GetStoreResponse { header: header(self.caller.cluster_id(), Some(&e)), store: None },
         };
         Ok(Response::new(resp))
     }
@@ -170,53 +184,54 @@ impl Pd for PdGrpc {
         req: Request<GetAllStoresRequest>,
     ) -> Result<Response<GetAllStoresResponse>, Status> {
         let exclude_tombstones = req.into_inner().exclude_tombstone_stores;
-        let resp = match self.caller.call(PdRequest::GetAllStores) {
+        let resp = match self.caller.call(PdRequest::GetAllStores).await {
             Ok(PdResponse::Stores(stores)) => GetAllStoresResponse {
-                header: header(self.cluster_id, None),
+                header: header(self.caller.cluster_id(), None),
                 stores: stores
                     .into_iter()
                     .filter(|s| !(exclude_tombstones && s.state == StoreState::Tombstone))
                     .map(store_to_pb)
                     .collect(),
             },
-            Ok(other) => {
-                GetAllStoresResponse { header: header(self.cluster_id, Some(&unexpected(other))), stores: vec![] }
-            }
-            Err(e) => GetAllStoresResponse { header: header(self.cluster_id, Some(&e)), stores: vec![] },
+            Ok(other) => GetAllStoresResponse {
+                header: header(self.caller.cluster_id(), Some(&unexpected(other))),
+                stores: vec![],
+            },
+            Err(e) => GetAllStoresResponse { header: header(self.caller.cluster_id(), Some(&e)), stores: vec![] },
         };
         Ok(Response::new(resp))
     }
 
     async fn get_region(&self, req: Request<GetRegionRequest>) -> Result<Response<GetRegionResponse>, Status> {
         let (key, encoded) = key_from_pd_query(&req.into_inner().region_key);
-        let found = self.region(PdRequest::GetRegion { key });
-        Ok(Response::new(region_response(self.cluster_id, found, encoded)))
+        let found = self.region(PdRequest::GetRegion { key }).await;
+        Ok(Response::new(region_response(self.caller.cluster_id(), found, encoded)))
     }
 
     async fn get_prev_region(&self, req: Request<GetRegionRequest>) -> Result<Response<GetRegionResponse>, Status> {
         let (key, encoded) = key_from_pd_query(&req.into_inner().region_key);
-        Ok(Response::new(region_response(self.cluster_id, self.prev_region(key), encoded)))
+        Ok(Response::new(region_response(self.caller.cluster_id(), self.prev_region(key).await, encoded)))
     }
 
     async fn get_region_by_id(
         &self,
         req: Request<GetRegionByIdRequest>,
     ) -> Result<Response<GetRegionResponse>, Status> {
-        let found = self.region(PdRequest::GetRegionById(req.into_inner().region_id));
-        Ok(Response::new(region_response(self.cluster_id, found, false)))
+        let found = self.region(PdRequest::GetRegionById(req.into_inner().region_id)).await;
+        Ok(Response::new(region_response(self.caller.cluster_id(), found, false)))
     }
 
     async fn scan_regions(&self, req: Request<ScanRegionsRequest>) -> Result<Response<ScanRegionsResponse>, Status> {
         let req = req.into_inner();
         let (start_key, encoded) = key_from_pd_query(&req.start_key);
         let end_key = if encoded { key_from_pd_query(&req.end_key).0 } else { req.end_key };
-        let resp = match self.scan(start_key, end_key, req.limit.max(0) as u32) {
+        let resp = match self.scan(start_key, end_key, req.limit.max(0) as u32).await {
             Ok(regions) => {
                 let metas: Vec<metapb::Region> = regions.iter().map(|i| region_to_pb(&i.region, encoded)).collect();
                 let leaders: Vec<metapb::Peer> =
                     regions.iter().map(|i| i.leader.as_ref().map(peer_to_pb).unwrap_or_default()).collect();
                 ScanRegionsResponse {
-                    header: header(self.cluster_id, None),
+                    header: header(self.caller.cluster_id(), None),
                     regions: metas
                         .iter()
                         .zip(&regions)
@@ -230,7 +245,7 @@ impl Pd for PdGrpc {
                     leaders,
                 }
             }
-            Err(e) => ScanRegionsResponse { header: header(self.cluster_id, Some(&e)), ..Default::default() },
+            Err(e) => ScanRegionsResponse { header: header(self.caller.cluster_id(), Some(&e)), ..Default::default() },
         };
         Ok(Response::new(resp))
     }
@@ -239,14 +254,15 @@ impl Pd for PdGrpc {
         &self,
         _: Request<GetGcSafePointRequest>,
     ) -> Result<Response<GetGcSafePointResponse>, Status> {
-        let resp = match self.caller.call(PdRequest::GetGcSafePoint) {
+        let resp = match self.caller.call(PdRequest::GetGcSafePoint).await {
             Ok(PdResponse::GcSafePoint(ts)) => {
-                GetGcSafePointResponse { header: header(self.cluster_id, None), safe_point: ts.0 }
+                GetGcSafePointResponse { header: header(self.caller.cluster_id(), None), safe_point: ts.0 }
             }
-            Ok(other) => {
-                GetGcSafePointResponse { header: header(self.cluster_id, Some(&unexpected(other))), safe_point: 0 }
-            }
-            Err(e) => GetGcSafePointResponse { header: header(self.cluster_id, Some(&e)), safe_point: 0 },
+            Ok(other) => GetGcSafePointResponse {
+                header: header(self.caller.cluster_id(), Some(&unexpected(other))),
+                safe_point: 0,
+            },
+            Err(e) => GetGcSafePointResponse { header: header(self.caller.cluster_id(), Some(&e)), safe_point: 0 },
         };
         Ok(Response::new(resp))
     }
@@ -256,15 +272,17 @@ impl Pd for PdGrpc {
         req: Request<UpdateGcSafePointRequest>,
     ) -> Result<Response<UpdateGcSafePointResponse>, Status> {
         let wanted = Timestamp(req.into_inner().safe_point);
-        let resp = match self.caller.call(PdRequest::UpdateGcSafePoint(wanted)) {
+        let resp = match self.caller.call(PdRequest::UpdateGcSafePoint(wanted)).await {
             Ok(PdResponse::GcSafePoint(ts)) => {
-                UpdateGcSafePointResponse { header: header(self.cluster_id, None), new_safe_point: ts.0 }
+                UpdateGcSafePointResponse { header: header(self.caller.cluster_id(), None), new_safe_point: ts.0 }
             }
             Ok(other) => UpdateGcSafePointResponse {
-                header: header(self.cluster_id, Some(&unexpected(other))),
+                header: header(self.caller.cluster_id(), Some(&unexpected(other))),
                 new_safe_point: 0,
             },
-            Err(e) => UpdateGcSafePointResponse { header: header(self.cluster_id, Some(&e)), new_safe_point: 0 },
+            Err(e) => {
+                UpdateGcSafePointResponse { header: header(self.caller.cluster_id(), Some(&e)), new_safe_point: 0 }
+            }
         };
         Ok(Response::new(resp))
     }

@@ -15,8 +15,7 @@ fn adapter() -> PdGrpc {
 fn adapter_on(disk: &SimEngine) -> PdGrpc {
     let config = PdConfig { schedule: ScheduleConfig::disabled(), ..PdConfig::new("10.0.0.1:2379") };
     let pd = crate::Pd::open(config, Arc::new(disk.clone()), Clock::new()).expect("open");
-    let cluster_id = pd.cluster_id();
-    PdGrpc { caller: PdCaller::new(Arc::new(Mutex::new(pd))), cluster_id }
+    PdGrpc { caller: PdCaller::lone(Arc::new(Mutex::new(pd))) }
 }
 
 /// A pdpb timestamp as keel's u64.
@@ -25,40 +24,40 @@ fn as_u64(ts: &keel_kvproto::pdpb::Timestamp) -> u64 {
 }
 
 /// The last timestamp of a batch of `count`.
-fn tso(a: &PdGrpc, count: u32) -> u64 {
-    as_u64(&a.tso_response(TsoRequest { header: None, count, dc_location: String::new() }).timestamp.unwrap())
+async fn tso(a: &PdGrpc, count: u32) -> u64 {
+    as_u64(&a.tso_response(TsoRequest { header: None, count, dc_location: String::new() }).await.timestamp.unwrap())
 }
 
 #[tokio::test]
 async fn tso_and_cluster_id_survive_a_pd_restart() {
     let disk = SimEngine::new();
     let before = adapter_on(&disk);
-    let last = tso(&before, 100);
-    let cluster_id = before.cluster_id;
+    let last = tso(&before, 100).await;
+    let cluster_id = before.caller.cluster_id();
     drop(before);
     disk.crash_keeping(0);
     let after = adapter_on(&disk);
-    assert_eq!(after.cluster_id, cluster_id);
-    assert!(tso(&after, 1) > last, "a timestamp repeated across the restart");
+    assert_eq!(after.caller.cluster_id(), cluster_id);
+    assert!(tso(&after, 1).await > last, "a timestamp repeated across the restart");
 }
 
-fn native(a: &PdGrpc, req: PdRequest) -> PdResponse {
-    a.caller.call(req).expect("native call")
+async fn native(a: &PdGrpc, req: PdRequest) -> PdResponse {
+    a.caller.call(req).await.expect("native call")
 }
 
 /// Three stores (so the cluster bootstraps) and a split at "m".
-fn split_cluster() -> (PdGrpc, KeelRegion, KeelRegion) {
+async fn split_cluster() -> (PdGrpc, KeelRegion, KeelRegion) {
     let a = adapter();
     for _ in 0..3 {
-        let PdResponse::Ids { first, .. } = native(&a, PdRequest::AllocId { count: 1 }) else { panic!("ids") };
+        let PdResponse::Ids { first, .. } = native(&a, PdRequest::AllocId { count: 1 }).await else { panic!("ids") };
         let store = Store { id: first, address: format!("10.0.1.{first}:20160"), ..Default::default() };
-        native(&a, PdRequest::PutStore(store));
+        native(&a, PdRequest::PutStore(store)).await;
     }
-    let PdResponse::BootstrapRegion(Some(region)) = native(&a, PdRequest::GetBootstrapRegion) else {
+    let PdResponse::BootstrapRegion(Some(region)) = native(&a, PdRequest::GetBootstrapRegion).await else {
         panic!("not bootstrapped")
     };
     let PdResponse::SplitIds { new_region_id, new_peer_ids } =
-        native(&a, PdRequest::AskSplit { region: region.clone() })
+        native(&a, PdRequest::AskSplit { region: region.clone() }).await
     else {
         panic!("split ids")
     };
@@ -71,7 +70,7 @@ fn split_cluster() -> (PdGrpc, KeelRegion, KeelRegion) {
         epoch,
         peers: region.peers.iter().zip(new_peer_ids).map(|(p, id)| Peer { id, ..*p }).collect(),
     };
-    native(&a, PdRequest::ReportSplit { left: left.clone(), right: right.clone() });
+    native(&a, PdRequest::ReportSplit { left: left.clone(), right: right.clone() }).await;
     (a, left, right)
 }
 
@@ -82,13 +81,13 @@ fn by_key(key: Vec<u8>) -> Request<GetRegionRequest> {
 #[tokio::test]
 async fn members_are_dialable_and_every_header_carries_the_cluster_id() {
     let a = adapter();
-    assert_ne!(a.cluster_id, 0);
+    assert_ne!(a.caller.cluster_id(), 0);
     let members = a.get_members(Request::new(GetMembersRequest::default())).await.unwrap().into_inner();
-    assert_eq!(members.header.unwrap().cluster_id, a.cluster_id);
+    assert_eq!(members.header.unwrap().cluster_id, a.caller.cluster_id());
     assert_eq!(members.leader.unwrap().client_urls, vec!["http://10.0.0.1:2379".to_string()]);
     let missing = a.get_store(Request::new(GetStoreRequest { header: None, store_id: 999 })).await.unwrap();
     let header = missing.into_inner().header.unwrap();
-    assert_eq!(header.cluster_id, a.cluster_id);
+    assert_eq!(header.cluster_id, a.caller.cluster_id());
     assert!(header.error.unwrap().message.contains("999"));
 }
 
@@ -97,8 +96,8 @@ async fn tso_echoes_count_and_batches_never_overlap() {
     let a = adapter();
     let mut last = 0u64;
     for count in [1u32, 10, 1000, 1, 1 << 17] {
-        let resp = a.tso_response(TsoRequest { header: None, count, dc_location: String::new() });
-        assert_eq!(resp.header.as_ref().unwrap().cluster_id, a.cluster_id);
+        let resp = a.tso_response(TsoRequest { header: None, count, dc_location: String::new() }).await;
+        assert_eq!(resp.header.as_ref().unwrap().cluster_id, a.caller.cluster_id());
         assert_eq!(resp.count, count);
         let ts = resp.timestamp.unwrap();
         assert!((0..=LOGICAL_MAX as i64).contains(&ts.logical));
@@ -106,13 +105,13 @@ async fn tso_echoes_count_and_batches_never_overlap() {
         assert!(ts - u64::from(count) + 1 > last, "batch of {count} overlaps the previous one");
         last = ts;
     }
-    let refused = a.tso_response(TsoRequest { header: None, count: 0, dc_location: String::new() });
+    let refused = a.tso_response(TsoRequest { header: None, count: 0, dc_location: String::new() }).await;
     assert!(refused.timestamp.is_none() && refused.header.unwrap().error.is_some());
 }
 
 #[tokio::test]
 async fn regions_answer_in_the_askers_encoding() {
-    let (a, left, right) = split_cluster();
+    let (a, left, right) = split_cluster().await;
     // A raw client asks with raw keys and gets raw boundaries.
     let raw = a.get_region(by_key(b"z".to_vec())).await.unwrap().into_inner().region.unwrap();
     assert_eq!((raw.id, raw.start_key.as_slice(), raw.end_key.as_slice()), (right.id, &b"m"[..], &b""[..]));
@@ -141,7 +140,7 @@ async fn regions_answer_in_the_askers_encoding() {
 
 #[tokio::test]
 async fn stores_and_gc_safe_point() {
-    let (a, _, _) = split_cluster();
+    let (a, _, _) = split_cluster().await;
     let all = a.get_all_stores(Request::new(GetAllStoresRequest::default())).await.unwrap().into_inner();
     assert_eq!(all.stores.len(), 3);
     let id = all.stores[0].id;

@@ -79,6 +79,7 @@ impl PdRequest {
             PdRequest::ReportSplit { .. } => "pd_report_split",
             PdRequest::AddOperator { .. } => "pd_add_operator",
             PdRequest::GetOperatorStatus => "pd_get_operator_status",
+            PdRequest::RaftMessage(_) => "pd_raft_message",
         }
     }
 }

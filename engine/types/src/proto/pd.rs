@@ -194,6 +194,9 @@ pub enum PdRequest {
     /// How busy the schedulers are: operators in flight now, and created since PD opened.
     /// Tests use it to assert scheduling has settled (nothing runs, nothing new starts).
     GetOperatorStatus,
+    /// Between the members of a replicated PD: one encoded raft-rs `eraftpb::Message` of the
+    /// PD's own raft group (this crate does not depend on raft). Answered `Ok` once queued.
+    RaftMessage(Vec<u8>),
 }
 
 /// PD's scheduling activity ([`PdRequest::GetOperatorStatus`]).

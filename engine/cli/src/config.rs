@@ -32,7 +32,7 @@ pub struct ConfigFlags {
 
 /// Keys of a `keel pd` config file.
 const PD_KEYS: &[&str] =
-    &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "merge-regions", "log-level"];
+    &["addr", "advertise-addr", "status-addr", "data-dir", "max-replicas", "merge-regions", "members", "log-level"];
 /// Keys of a `keel server` config file.
 const SERVER_KEYS: &[&str] =
     &["pd-endpoints", "addr", "advertise-addr", "status-addr", "data-dir", "labels", "log-level", "hibernate-regions"];
@@ -52,6 +52,8 @@ pub struct PdFile {
     pub max_replicas: Option<usize>,
     /// `merge-regions`.
     pub merge_regions: Option<bool>,
+    /// `members`.
+    pub members: Option<Vec<String>>,
     /// `log-level`.
     pub log_level: Option<String>,
 }
@@ -148,6 +150,7 @@ pub fn parse_pd(text: &str) -> Result<PdFile, Vec<String>> {
         data_dir: c.get("data-dir", "a path string"),
         max_replicas,
         merge_regions: c.get("merge-regions", "true or false"),
+        members: c.get("members", "an array of \"host:port\" strings"),
         log_level: c.log_level(),
     };
     c.finish(file)
@@ -228,6 +231,7 @@ pub fn merge_pd(args: &mut PdArgs, file: PdFile, matches: &ArgMatches) {
     fill(&mut args.data_dir, file.data_dir, matches, "data_dir");
     fill(&mut args.max_replicas, file.max_replicas, matches, "max_replicas");
     fill(&mut args.merge_regions, file.merge_regions, matches, "merge_regions");
+    fill(&mut args.members, file.members, matches, "members");
 }
 
 /// Fills in `args` from the file wherever the command line did not set a flag.

@@ -36,6 +36,12 @@ pub struct PdArgs {
     /// fault family; off by default until it has run in production).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub merge_regions: bool,
+    /// Run as one member of a replicated PD: every member's advertised address,
+    /// comma-separated, the same list in the same order on every member, this PD's own
+    /// among them (3 or 5 members keep PD serving while a minority is down). Without it PD
+    /// runs alone.
+    #[arg(long, value_delimiter = ',')]
+    pub members: Vec<String>,
 }
 
 /// Flags of `keel server`.
@@ -107,6 +113,20 @@ pub async fn start_pd(args: PdArgs) -> Result<(), String> {
     let mut config = PdConfig::new(args.advertise_addr.clone().unwrap_or_else(|| args.addr.clone()));
     config.max_replicas = args.max_replicas;
     config.schedule.merge_checker = args.merge_regions;
+    config.members = args.members.clone();
+    if config.is_replicated() {
+        let (member, replica) =
+            keel_pd::start_member(config, engine, Clock::new()).map_err(|e| format!("pd cannot start: {e}"))?;
+        status.attach(Target::PdMember(member.clone()));
+        eprintln!(
+            "keel pd listening on {} as a member of {} (status {}, data in {})",
+            args.addr,
+            args.members.join(","),
+            args.status_addr,
+            args.data_dir.display()
+        );
+        return keel_pd::serve_member(member, replica, listener).await.map_err(|e| format!("pd stopped: {e}"));
+    }
     let pd = Pd::open(config, engine, Clock::new()).map_err(|e| format!("pd cannot start: {e}"))?;
     tracing::info!(cluster_id = pd.cluster_id(), addr = %args.addr, "pd: serving");
     let pd = Arc::new(Mutex::new(pd));

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keel_pd::{OperatorKind, SharedPd};
+use keel_pd::{OperatorKind, Pd, PdMember, SharedPd};
 use keel_raftstore::StoreHandle;
 use keel_types::proto::pd::{PdRequest, PdResponse, RegionInfo};
 use keel_types::Region;
@@ -22,8 +22,10 @@ use tokio::net::TcpListener;
 
 /// What a status server describes, once it is up.
 pub enum Target {
-    /// A placement driver.
+    /// A placement driver running alone.
     Pd(SharedPd),
+    /// A member of a replicated placement driver (its state machine runs on the leader).
+    PdMember(PdMember),
     /// A storage node and its data directory (whose size `/metrics` reports).
     Store {
         /// The store loop.
@@ -80,26 +82,28 @@ async fn metrics(State(status): State<Status>) -> Response {
             gauge("leaders", regions.iter().filter(|r| r.is_leader).count() as i64);
             gauge("size_bytes", dir_size(data_dir) as i64);
         }
-        Some(Target::Pd(pd)) => {
-            let pd = pd.lock().unwrap_or_else(|e| e.into_inner());
-            for kind in OperatorKind::ALL {
-                let c = pd.operator_counters(kind);
-                let name = format!("{kind:?}");
-                for (outcome, value) in [
-                    ("created", c.created),
-                    ("finished", c.finished),
-                    ("timed_out", c.timed_out),
-                    ("cancelled", c.cancelled),
-                ] {
-                    // PD's counters only grow; the exported counter catches up to them.
-                    let counter = keel_metrics::PD_OPERATORS.with_label_values(&[name.as_str(), outcome]);
-                    counter.inc_by(value.saturating_sub(counter.get()));
-                }
-            }
+        Some(Target::Pd(pd)) => export_operators(&pd.lock().unwrap_or_else(|e| e.into_inner())),
+        Some(Target::PdMember(member)) => {
+            member.with_leader_pd(|pd| export_operators(pd));
         }
         None => {}
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], keel_metrics::gather()).into_response()
+}
+
+/// Exports PD's operator counters (a leader's: they restart with each leadership).
+fn export_operators(pd: &Pd) {
+    for kind in OperatorKind::ALL {
+        let c = pd.operator_counters(kind);
+        let name = format!("{kind:?}");
+        for (outcome, value) in
+            [("created", c.created), ("finished", c.finished), ("timed_out", c.timed_out), ("cancelled", c.cancelled)]
+        {
+            // PD's counters only grow; the exported counter catches up to them.
+            let counter = keel_metrics::PD_OPERATORS.with_label_values(&[name.as_str(), outcome]);
+            counter.inc_by(value.saturating_sub(counter.get()));
+        }
+    }
 }
 
 async fn status_page(State(status): State<Status>) -> Json<Value> {
@@ -116,6 +120,15 @@ async fn status_page(State(status): State<Status>) -> Json<Value> {
             page["cluster_id"] = json!(pd.cluster_id());
             page["bootstrapped"] = json!(pd.is_bootstrapped());
         }
+        Some(Target::PdMember(member)) => {
+            page["pd_leader"] = json!(member.leader());
+            if let Some((cluster_id, bootstrapped)) =
+                member.with_leader_pd(|pd| (pd.cluster_id(), pd.is_bootstrapped()))
+            {
+                page["cluster_id"] = json!(cluster_id);
+                page["bootstrapped"] = json!(bootstrapped);
+            }
+        }
         None => {}
     }
     Json(page)
@@ -124,7 +137,8 @@ async fn status_page(State(status): State<Status>) -> Json<Value> {
 async fn ready(State(status): State<Status>) -> (StatusCode, &'static str) {
     let serving = match status.0.target.get() {
         Some(Target::Pd(pd)) => pd.lock().unwrap_or_else(|e| e.into_inner()).failure().is_none(),
-        Some(Target::Store { .. }) => true,
+        // A member serves its role (leader or follower) as long as its process runs.
+        Some(Target::Store { .. } | Target::PdMember(_)) => true,
         None => false,
     };
     if serving {
@@ -153,6 +167,13 @@ async fn regions(State(status): State<Status>) -> Response {
             match pd.lock().unwrap_or_else(|e| e.into_inner()).handle(scan) {
                 Ok(PdResponse::Regions(infos)) => infos.iter().map(region_info_json).collect(),
                 Ok(_) | Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "pd cannot list regions\n").into_response(),
+            }
+        }
+        Some(Target::PdMember(member)) => {
+            let scan = PdRequest::ScanRegions { start_key: vec![], end_key: vec![], limit: 0 };
+            match member.with_leader_pd(|pd| pd.handle(scan)) {
+                Some(Ok(PdResponse::Regions(infos))) => infos.iter().map(region_info_json).collect(),
+                _ => return (StatusCode::SERVICE_UNAVAILABLE, "not the pd leader\n").into_response(),
             }
         }
         None => return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),

@@ -37,11 +37,23 @@ fn unusable_data_dir_is_a_clear_error() {
 }
 
 #[test]
-fn playground_with_several_pd_members_is_a_clear_error() {
+fn bad_pd_membership_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8");
-    let out = keel(&["playground", "--pd", "3", "--data-dir", data, "--pd-addr", "127.0.0.1:0"]);
-    assert_clear_failure(&out, "PD is not replicated yet");
+    let out = keel(&["playground", "--pd", "2", "--data-dir", data, "--pd-addr", "127.0.0.1:0"]);
+    assert_clear_failure(&out, "--pd must be 1, 3 or 5");
+    let out = keel(&[
+        "pd",
+        "--addr",
+        "127.0.0.1:0",
+        "--status-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--members",
+        "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3",
+    ]);
+    assert_clear_failure(&out, "is not one of the pd members");
 }
 
 #[test]

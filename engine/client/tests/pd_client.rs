@@ -49,6 +49,39 @@ mod real {
         addr
     }
 
+    /// A replicated PD over loopback: three members; the client finds the leader, and after
+    /// the leader's task is stopped the other two elect a new one whose timestamps are larger.
+    #[test]
+    fn a_replicated_pd_fails_over_and_its_tso_keeps_increasing() {
+        block_on(async {
+            let mut listeners = Vec::new();
+            for _ in 0..3 {
+                listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+            }
+            let members: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().to_string()).collect();
+            let mut tasks = Vec::new();
+            for listener in listeners {
+                let addr = listener.local_addr().unwrap().to_string();
+                let config = PdConfig { members: members.clone(), ..PdConfig::new(addr) };
+                tasks.push(tokio::spawn(async move {
+                    let _ = run_pd(config, Arc::new(SimEngine::new()), Clock::new(), listener).await;
+                }));
+            }
+            let config = PdClientConfig { deadline: Duration::from_secs(20), ..PdClientConfig::default() };
+            let client = PdClient::with_config(members.clone(), config.clone());
+            let before = client.get_ts().await.expect("a leader serves");
+            let leader = client.get_members().await.unwrap().leader;
+            let i = members.iter().position(|m| *m == leader).expect("leader is a member");
+            tasks[i].abort();
+            let others: Vec<String> = members.iter().filter(|m| **m != leader).cloned().collect();
+            let client = PdClient::with_config(others, config);
+            let after = client.get_ts().await.expect("the other two elect a leader");
+            assert!(after > before, "tso went backwards across failover: {after} after {before}");
+            let new_leader = client.get_members().await.unwrap().leader;
+            assert_ne!(new_leader, leader);
+        });
+    }
+
     #[test]
     fn every_call_round_trips_over_loopback() {
         block_on(async {
@@ -278,6 +311,129 @@ mod sim {
                 assert!(served > 100, "only {served} timestamps served");
                 assert!(round_trips < u64::from(served + failed), "no batching: {round_trips} round trips");
                 eprintln!("seed {seed}: {served} timestamps served, {failed} calls failed, {round_trips} round trips");
+            });
+        }
+    }
+
+    /// One member of a three-member PD at `10.0.1.{i}` (its disk and clock kept by the test).
+    fn member_node(i: usize, members: Vec<String>, disk: SimEngine) -> NodeHandle {
+        let addr = members[i - 1].clone();
+        Handle::current()
+            .create_node()
+            .name(format!("pd-{i}"))
+            .ip(format!("10.0.1.{i}").parse().unwrap())
+            .init(move || {
+                let (disk, members, addr) = (disk.clone(), members.clone(), addr.clone());
+                async move {
+                    let listener = TcpListener::bind(addr.as_str()).await.expect("bind");
+                    let config = PdConfig { members, ..PdConfig::new(addr) };
+                    let result = run_pd(config, Arc::new(disk), Clock::new(), listener).await;
+                    panic!("pd member stopped: {result:?}");
+                }
+            })
+            .build()
+    }
+
+    /// A timestamp and when the call that got it was sent and answered.
+    struct TimedTs {
+        sent: tokio::time::Instant,
+        answered: tokio::time::Instant,
+        ts: Timestamp,
+    }
+
+    /// The TSO of a replicated PD is linearizable while its leader is cut off from the other
+    /// members (clients still reach it) and later killed with its disk crashing: a timestamp
+    /// handed out after another was received is larger, whichever member served either.
+    /// A deposed leader that kept serving from its old window would break this.
+    #[test]
+    fn replicated_tso_is_linearizable_across_leader_isolation_and_kill() {
+        for seed in 1..4u64 {
+            Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(async move {
+                let members: Vec<String> = (1..=3).map(|i| format!("10.0.1.{i}:2379")).collect();
+                let disks: Vec<SimEngine> = (0..3).map(|_| SimEngine::new()).collect();
+                let nodes: Vec<NodeHandle> =
+                    (1..=3).map(|i| member_node(i, members.clone(), disks[i - 1].clone())).collect();
+                let history = Arc::new(std::sync::Mutex::new(Vec::<TimedTs>::new()));
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let mut workers = Vec::new();
+                for c in 0..4usize {
+                    let node = Handle::current()
+                        .create_node()
+                        .name(format!("client-{c}"))
+                        .ip(format!("10.0.2.{}", c + 1).parse().unwrap())
+                        .build();
+                    // Each client prefers a different member first.
+                    let mut endpoints = members.clone();
+                    endpoints.rotate_left(c % 3);
+                    let (history, stop) = (history.clone(), stop.clone());
+                    workers.push(node.spawn(async move {
+                        let client = PdClient::new(endpoints);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let sent = tokio::time::Instant::now();
+                            match client.get_ts().await {
+                                Ok(ts) => {
+                                    let answered = tokio::time::Instant::now();
+                                    history.lock().unwrap().push(TimedTs { sent, answered, ts });
+                                }
+                                Err(PdClientError::Unavailable { .. }) => {}
+                                Err(err) => panic!("unexpected error: {err}"),
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }));
+                }
+                let probe = Handle::current().create_node().name("probe").ip("10.0.3.1".parse().unwrap()).build();
+                let leader = |members: Vec<String>| {
+                    probe.spawn(async move {
+                        let client = PdClient::new(members.clone());
+                        loop {
+                            if let Ok(m) = client.get_members().await {
+                                return members.iter().position(|a| *a == m.leader).expect("leader is a member");
+                            }
+                        }
+                    })
+                };
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let before = history.lock().unwrap().len();
+                assert!(before > 20, "seed {seed}: only {before} timestamps before any fault");
+                // Cut the leader off from the other members, not from the clients.
+                let first = leader(members.clone()).await.unwrap();
+                let net = madsim::net::NetSim::current();
+                for other in (0..3).filter(|o| *o != first) {
+                    net.clog_link(nodes[first].id(), nodes[other].id());
+                    net.clog_link(nodes[other].id(), nodes[first].id());
+                }
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                for other in (0..3).filter(|o| *o != first) {
+                    net.unclog_link(nodes[first].id(), nodes[other].id());
+                    net.unclog_link(nodes[other].id(), nodes[first].id());
+                }
+                let second = leader(members.clone()).await.unwrap();
+                assert_ne!(first, second, "seed {seed}: the isolated leader kept its leadership");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                // Kill the current leader; its disk loses what it did not sync.
+                let third = leader(members.clone()).await.unwrap();
+                Handle::current().kill(nodes[third].id());
+                disks[third].crash_keeping(0);
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Handle::current().restart(nodes[third].id());
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                for worker in workers {
+                    worker.await.unwrap();
+                }
+                let mut history = std::mem::take(&mut *history.lock().unwrap());
+                let after = history.iter().filter(|t| t.sent.elapsed() < Duration::from_secs(2)).count();
+                assert!(after > 20, "seed {seed}: only {after} timestamps in the last two seconds");
+                // Real-time order: any call sent after another was answered got a larger ts.
+                history.sort_by_key(|t| t.answered);
+                for op in &history {
+                    let earlier = history.partition_point(|t| t.answered < op.sent);
+                    if let Some(max) = history[..earlier].iter().map(|t| t.ts).max() {
+                        assert!(op.ts > max, "seed {seed}: ts {} was handed out after {} had been", op.ts, max);
+                    }
+                }
+                eprintln!("seed {seed}: {} timestamps, leaders {first} -> {second} -> killed {third}", history.len());
             });
         }
     }

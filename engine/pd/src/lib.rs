@@ -49,7 +49,7 @@ pub use config::{PdConfig, ScheduleConfig};
 pub use error::Error;
 pub use pd::{Pd, RegionStats, StoreStatus};
 pub use scheduler::{OperatorCounters, OperatorKind};
-pub use service::{run_pd, serve_pd, SharedPd};
+pub use service::{run_pd, serve_member, serve_pd, start_member, PdMember, SharedPd};
 
 /// How many ids the allocator persists ahead of the ones it hands out.
 pub const ID_PERSIST_AHEAD: u64 = 1000;

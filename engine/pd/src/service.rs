@@ -80,23 +80,60 @@ pub async fn run_pd(
     listener: TcpListener,
 ) -> Result<(), Error> {
     if config.is_replicated() {
-        let addr = config.advertise_addr.clone();
-        let (member, replica) = replica::start(config, engine, clock)?;
-        tracing::info!(%addr, "pd: serving as a member of a replicated pd");
-        let caller = PdCaller { backend: Backend::Replicated(member), stopped: Arc::new(Notify::new()) };
-        // `biased`: an unbiased select! draws from an RNG madsim does not control.
-        return tokio::select! {
-            biased;
-            stopped = replica => Err(Error::Stopped(match stopped {
-                Ok(()) => "the member loop ended".to_string(),
-                Err(e) => e.to_string(),
-            })),
-            () = serve_caller(caller, listener) => unreachable!("serve never returns"),
-        };
+        let (member, replica) = start_member(config, engine, clock)?;
+        return serve_member(member, replica, listener).await;
     }
     let pd = Pd::open(config, engine, clock)?;
     tracing::info!(cluster_id = pd.cluster_id(), addr = %pd.config().advertise_addr, "pd: serving");
     serve_pd(Arc::new(Mutex::new(pd)), listener).await
+}
+
+/// A member of a replicated PD, as status pages see it.
+#[derive(Clone)]
+pub struct PdMember(Arc<Member>);
+
+impl PdMember {
+    /// The address of the member this one last knew as leader.
+    pub fn leader(&self) -> Option<String> {
+        self.0.leader()
+    }
+
+    /// Runs `f` on the state machine if this member is the serving leader.
+    pub fn with_leader_pd<R>(&self, f: impl FnOnce(&mut Pd) -> R) -> Option<R> {
+        self.0.with_pd(f)
+    }
+}
+
+/// Opens a member of the replicated PD `config.members` over `engine`: returns its handle and
+/// its raft loop, which [`serve_member`] runs.
+pub fn start_member(
+    config: PdConfig,
+    engine: Arc<dyn Engine>,
+    clock: Clock,
+) -> Result<(PdMember, impl std::future::Future<Output = Result<(), Error>>), Error> {
+    let addr = config.advertise_addr.clone();
+    let (member, replica) = replica::start(config, engine, clock)?;
+    tracing::info!(%addr, "pd: serving as a member of a replicated pd");
+    Ok((PdMember(member), replica))
+}
+
+/// Serves a member on `listener` while its raft loop runs; returns when the loop stops (a
+/// storage failure: restart the member from disk).
+pub async fn serve_member(
+    member: PdMember,
+    replica: impl std::future::Future<Output = Result<(), Error>>,
+    listener: TcpListener,
+) -> Result<(), Error> {
+    let caller = PdCaller { backend: Backend::Replicated(member.0), stopped: Arc::new(Notify::new()) };
+    // `biased`: an unbiased select! draws from an RNG madsim does not control.
+    tokio::select! {
+        biased;
+        stopped = replica => Err(Error::Stopped(match stopped {
+            Ok(()) => "the member loop ended".to_string(),
+            Err(e) => e.to_string(),
+        })),
+        () = serve_caller(caller, listener) => unreachable!("serve never returns"),
+    }
 }
 
 /// Serves an opened lone PD on `listener` (`PdRequest` in, `PdResult` out; in the production

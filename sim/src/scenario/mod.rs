@@ -82,6 +82,18 @@ pub(crate) async fn await_progress(
     }
 }
 
+/// Connects a raw client to PD at `pd_addr` (comma-separated endpoints), retrying until PD
+/// answers: a workload process may start inside a partition that keeps it from every PD
+/// member for longer than one connect's deadline.
+pub(crate) async fn connect_raw(pd_addr: &str) -> keel_client::RawClient {
+    loop {
+        match keel_client::RawClient::connect(crate::cluster::pd_endpoints(pd_addr)).await {
+            Ok(client) => return client,
+            Err(_) => sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// PD's region count at the end of a run (0 when PD does not answer), asked from the
 /// scenario's first client node.
 pub(crate) async fn count_regions(cluster: &Cluster, pd_addr: &str) -> u64 {

@@ -8,7 +8,6 @@ use crate::cluster::{pd_endpoints, Cluster};
 use crate::runner::{CheckModel, RunConfig, ScenarioOutcome};
 use crate::scenario::consistency::check_replicas;
 use crate::scenario::{await_progress, faults_then_heal};
-use keel_client::RawClient;
 use keel_pd::PdConfig;
 use keel_server::{run_node, NodeConfig};
 use keel_workloads::register::{run_process, Progress, RegisterConfig};
@@ -125,7 +124,7 @@ pub(crate) fn spawn_processes(
         let (history, progress, stop, pd_addr) = (history.clone(), progress.clone(), stop.clone(), pd_addr.to_string());
         let seed: u64 = madsim::rand::random();
         tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(pd_endpoints(&pd_addr)).await.expect("connect");
+            let client = crate::scenario::connect_raw(&pd_addr).await;
             run_process(client, history, progress, p, RegisterConfig::default(), seed, stop).await;
         }));
     }

@@ -83,7 +83,7 @@ pub(crate) fn spawn_set_processes(
         let (state, stop, pd_addr) = (state.clone(), stop.clone(), pd_addr.to_string());
         let seed: u64 = madsim::rand::random();
         tasks.push(cluster.spawn_on(&name, async move {
-            let client = RawClient::connect(crate::cluster::pd_endpoints(&pd_addr)).await.expect("connect");
+            let client = crate::scenario::connect_raw(&pd_addr).await;
             run_process(client, state, p, seed, stop).await;
         }));
     }

@@ -116,6 +116,16 @@ impl Member {
         }
     }
 
+    /// The address of the member this one last knew as leader.
+    pub(crate) fn leader(&self) -> Option<String> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).leader.clone()
+    }
+
+    /// Runs `f` on the leader's state machine, if this member serves as leader.
+    pub(crate) fn with_pd<R>(&self, f: impl FnOnce(&mut Pd) -> R) -> Option<R> {
+        self.pd.lock().unwrap_or_else(|e| e.into_inner()).as_mut().map(f)
+    }
+
     /// The cluster id, once this member has applied it.
     #[cfg(not(madsim))]
     pub(crate) fn cluster_id(&self) -> Option<u64> {
@@ -244,8 +254,12 @@ impl Replica {
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> Result<(), Error> {
         // A restarted member has forgotten which leader it last heard from, so it would vote at
         // once; staying silent for an election timeout keeps every lease it acknowledged valid.
-        tokio::time::sleep(TICK * ELECTION_TICKS as u32).await;
-        while commands.try_recv().is_ok() {}
+        // (A member still at term 0 never acknowledged anything: a follower persists the term
+        // it learns before it answers.)
+        if self.raw.raft.term > 0 {
+            tokio::time::sleep(TICK * ELECTION_TICKS as u32).await;
+            while commands.try_recv().is_ok() {}
+        }
         let mut ticker = tokio::time::interval(TICK);
         loop {
             // `biased`: an unbiased select! draws from an RNG madsim does not control.
@@ -289,12 +303,19 @@ impl Replica {
                 let before = self.raw.raft.raft_log.last_index();
                 let proposed = self.serving() && self.raw.propose(vec![], data).is_ok();
                 let index = self.raw.raft.raft_log.last_index();
-                match done {
-                    Some(done) if proposed && index > before => self.wait(index, term, done),
-                    Some(done) => {
-                        let _ = done.send(Err("pd leadership changed before the write was proposed".into()));
+                if proposed && index > before {
+                    if let Some(done) = done {
+                        self.wait(index, term, done);
                     }
-                    None => {}
+                    return;
+                }
+                if let Some(done) = done {
+                    let _ = done.send(Err("pd leadership changed before the write was proposed".into()));
+                }
+                // The `Pd` already holds the lost write in memory (a TSO window, an id
+                // high-water mark): it must not answer from it. Reopen it from what raft applies.
+                if self.raw.raft.state == StateRole::Leader {
+                    self.reopen_pd();
                 }
             }
             Command::Barrier { done } => {
@@ -407,6 +428,14 @@ impl Replica {
                 let _ = waiter.done.send(Err("pd leadership changed".into()));
             }
         }
+    }
+
+    /// Drops the leader's `Pd` and opens a new one once everything proposed so far applied.
+    fn reopen_pd(&mut self) {
+        trace_event!("pd.member.reopen", "{} drops a write it could not propose", self.config.advertise_addr);
+        *self.member.pd.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let _ = self.member.staging.take();
+        self.leader_from = Some((self.raw.raft.raft_log.last_index(), self.raw.raft.term));
     }
 
     fn refresh_cluster_id(&self) -> Result<(), Error> {

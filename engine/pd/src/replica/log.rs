@@ -74,12 +74,8 @@ impl PdLog {
                 state.snap_index, state.last_index
             )));
         }
-        let mut hard = HardState::default();
-        hard.term = state.term;
-        hard.vote = state.vote;
-        hard.commit = state.commit;
-        let mut conf = ConfState::default();
-        conf.voters = voters;
+        let hard = HardState { term: state.term, vote: state.vote, commit: state.commit, ..Default::default() };
+        let conf = ConfState { voters, ..Default::default() };
         Ok(PdLog { engine, conf, hard, snap_index: state.snap_index, snap_term: state.snap_term, entries, applied })
     }
 
@@ -248,8 +244,7 @@ impl raft::Storage for PdLog {
         let pairs =
             self.engine.snapshot().scan(meta::CF, PD_PREFIX, Some(&end), false, usize::MAX).map_err(unavailable)?;
         let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-        let mut snap = Snapshot::default();
-        snap.data = encode(&pairs).expect("pd snapshot encodes").into();
+        let mut snap = Snapshot { data: encode(&pairs).expect("pd snapshot encodes").into(), ..Default::default() };
         let meta = snap.mut_metadata();
         meta.index = self.applied;
         meta.term = self.term_of(self.applied)?;
@@ -283,11 +278,7 @@ mod tests {
         for (k, v) in writes {
             batch.put(CfName::Default, k, v);
         }
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = encode_writes(&batch).into();
-        e
+        Entry { index, term, data: encode_writes(&batch).into(), ..Default::default() }
     }
 
     #[test]
@@ -296,10 +287,7 @@ mod tests {
         let mut log = PdLog::load(engine.clone(), vec![1, 2, 3]).unwrap();
         let mut batch = WriteBatch::new();
         log.append(&[entry(1, 1, &[(b"pd/a", b"1")]), entry(2, 1, &[(b"pd/b", b"2")]), entry(3, 1, &[])], &mut batch);
-        let mut hard = HardState::default();
-        hard.term = 1;
-        hard.vote = 2;
-        hard.commit = 2;
+        let hard = HardState { term: 1, vote: 2, commit: 2, ..Default::default() };
         log.set_hard_state(&hard);
         let first = log.entries(1, 2, None, GetEntriesContext::empty(false)).unwrap();
         log.apply(&first[0], &mut batch).unwrap();

@@ -55,13 +55,16 @@ const PEER_CALLS_IN_FLIGHT_MAX: usize = 8;
 /// What the RPC handlers hand the member loop.
 enum Command {
     Raft(Box<Message>),
-    /// Writes of the leader's `Pd`, to be answered once applied.
+    /// Writes of the leader's `Pd` opened as `generation`, to be answered once applied.
     Propose {
+        generation: u64,
         data: Vec<u8>,
         done: Option<oneshot::Sender<Result<(), String>>>,
     },
-    /// An answer that wrote nothing: ready once every earlier proposal has applied.
+    /// An answer of `Pd` `generation` that wrote nothing: ready once every earlier proposal
+    /// has applied.
     Barrier {
+        generation: u64,
         done: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -75,11 +78,15 @@ struct View {
 
 /// The part of a member the RPC handlers share with its loop.
 pub(crate) struct Member {
-    /// The leader's state machine; `None` on followers and while a new leader catches up.
-    pd: Mutex<Option<Pd>>,
+    /// The leader's state machine and its generation (one per opening); `None` on followers
+    /// and while a leader catches up. Commands carry the generation of the `Pd` that made
+    /// them, so writes of a dropped `Pd` are never proposed under a later one.
+    pd: Mutex<Option<(u64, Pd)>>,
     staging: Arc<StagingEngine>,
     commands: mpsc::UnboundedSender<Command>,
     view: Mutex<View>,
+    /// This member's advertised address.
+    addr: String,
 }
 
 impl Member {
@@ -92,17 +99,18 @@ impl Member {
         }
         let (result, done) = {
             let mut guard = self.pd.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(pd) = guard.as_mut() else {
+            let Some((generation, pd)) = guard.as_mut() else {
                 drop(guard);
                 return self.answer_as_follower(req);
             };
+            let generation = *generation;
             let result = pd.handle(req);
             let writes = self.staging.take();
             let (tx, rx) = oneshot::channel();
             let command = if writes.is_empty() {
-                Command::Barrier { done: tx }
+                Command::Barrier { generation, done: tx }
             } else {
-                Command::Propose { data: encode_writes(&writes), done: Some(tx) }
+                Command::Propose { generation, data: encode_writes(&writes), done: Some(tx) }
             };
             if self.commands.send(command).is_err() {
                 return Err(PdError::Unavailable("pd member stopped".into()));
@@ -123,7 +131,7 @@ impl Member {
 
     /// Runs `f` on the leader's state machine, if this member serves as leader.
     pub(crate) fn with_pd<R>(&self, f: impl FnOnce(&mut Pd) -> R) -> Option<R> {
-        self.pd.lock().unwrap_or_else(|e| e.into_inner()).as_mut().map(f)
+        self.pd.lock().unwrap_or_else(|e| e.into_inner()).as_mut().map(|(_, pd)| f(pd))
     }
 
     /// The cluster id, once this member has applied it.
@@ -137,6 +145,9 @@ impl Member {
         match (req, &view.leader, view.cluster_id) {
             (PdRequest::GetMembers, Some(leader), Some(cluster_id)) => {
                 Ok(PdResponse::Members { cluster_id, leader: leader.clone() })
+            }
+            (_, Some(leader), _) if *leader == self.addr => {
+                Err(PdError::Unavailable("this pd member was just elected and is catching up".into()))
             }
             (_, Some(leader), _) => Err(PdError::Unavailable(format!("not the pd leader; the leader is {leader}"))),
             (_, None, _) => Err(PdError::Unavailable("pd has no leader yet".into())),
@@ -169,6 +180,8 @@ struct Replica {
     rounds: BTreeMap<u64, Instant>,
     next_round: u64,
     lease_until: Option<Instant>,
+    /// Generation of the last `Pd` opened.
+    generation: u64,
 }
 
 /// Starts a member of the PD group `config.members` (this one is `config.advertise_addr`):
@@ -205,6 +218,7 @@ pub(crate) fn start(
         staging: Arc::new(StagingEngine::new(engine.clone())),
         commands: tx,
         view: Mutex::new(View { leader: None, cluster_id: meta::read_u64(engine.as_ref(), meta::CLUSTER_ID)? }),
+        addr: config.advertise_addr.clone(),
     });
     let mut peers = BTreeMap::new();
     for (i, addr) in config.members.iter().enumerate() {
@@ -225,6 +239,7 @@ pub(crate) fn start(
         rounds: BTreeMap::new(),
         next_round: 1,
         lease_until: None,
+        generation: 0,
     };
     Ok((member, async move { replica.run(rx).await }))
 }
@@ -298,10 +313,16 @@ impl Replica {
             Command::Raft(msg) => {
                 let _ = self.raw.step(*msg);
             }
-            Command::Propose { data, done } => {
+            Command::Propose { generation, data, done } => {
                 let term = self.raw.raft.term;
                 let before = self.raw.raft.raft_log.last_index();
-                let proposed = self.serving() && self.raw.propose(vec![], data).is_ok();
+                if !self.serving(generation) {
+                    if let Some(done) = done {
+                        let _ = done.send(Err("pd leadership changed before the write was proposed".into()));
+                    }
+                    return;
+                }
+                let proposed = self.raw.propose(vec![], data).is_ok();
                 let index = self.raw.raft.raft_log.last_index();
                 if proposed && index > before {
                     if let Some(done) = done {
@@ -318,8 +339,8 @@ impl Replica {
                     self.reopen_pd();
                 }
             }
-            Command::Barrier { done } => {
-                if self.serving() {
+            Command::Barrier { generation, done } => {
+                if self.serving(generation) {
                     let (index, term) = (self.raw.raft.raft_log.last_index(), self.raw.raft.term);
                     self.wait(index, term, done);
                 } else {
@@ -333,9 +354,10 @@ impl Replica {
         self.waiters.push_back(Waiter { index, term, done, deadline: Instant::now() + ANSWER_DEADLINE });
     }
 
-    /// Whether this member is the leader and its `Pd` is open.
-    fn serving(&self) -> bool {
-        self.raw.raft.state == StateRole::Leader && self.member.pd.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    /// Whether this member is the leader and serves from the `Pd` of `generation`.
+    fn serving(&self, generation: u64) -> bool {
+        self.raw.raft.state == StateRole::Leader
+            && self.member.pd.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|(g, _)| *g == generation)
     }
 
     fn on_ready(&mut self) -> Result<(), Error> {
@@ -455,11 +477,13 @@ impl Replica {
             if pd.is_none() && applied >= from && self.raw.raft.term == term {
                 let opened = Pd::open(self.config.clone(), self.member.staging.clone(), self.clock.clone())?;
                 trace_event!("pd.member.serving", "{} from index {applied}", self.config.advertise_addr);
-                *pd = Some(opened);
+                self.generation += 1;
+                let generation = self.generation;
+                *pd = Some((generation, opened));
                 let writes = self.member.staging.take();
                 drop(pd);
                 if !writes.is_empty() {
-                    self.on_command(Command::Propose { data: encode_writes(&writes), done: None });
+                    self.on_command(Command::Propose { generation, data: encode_writes(&writes), done: None });
                 }
             }
         }

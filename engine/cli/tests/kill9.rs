@@ -83,7 +83,7 @@ fn kill_9_cycles_lose_nothing_acknowledged_and_keep_the_bank_total() {
         std::thread::sleep(UP_TIME);
         let victim = rng.gen_range(0..4);
         killed[victim] += 1;
-        let proc = if victim == 3 { &mut cluster.pd } else { &mut cluster.stores[victim] };
+        let proc = if victim == 3 { &mut cluster.pds[0] } else { &mut cluster.stores[victim] };
         eprintln!(
             "kill9: cycle {cycle}: kill -9 {}",
             if victim == 3 { "pd".into() } else { format!("store {victim}") }

@@ -82,6 +82,6 @@ fn sigterm_moves_leaders_away_exits_0_and_loses_no_write() {
         }
     });
 
-    let status = cluster.pd.terminate(EXIT_MAX).expect("pd exits after SIGTERM within the bound");
+    let status = cluster.pds[0].terminate(EXIT_MAX).expect("pd exits after SIGTERM within the bound");
     assert!(status.success(), "pd exits 0 on SIGTERM, got {status}");
 }

@@ -114,44 +114,63 @@ impl Drop for Proc {
     }
 }
 
-/// A PD and `stores` storage nodes, each its own process, on free ports.
+/// A PD (alone or replicated) and `stores` storage nodes, each its own process, on free ports.
 pub struct Cluster {
     pub dir: PathBuf,
-    pub pd: Proc,
+    /// PD's member processes (one for a lone PD).
+    pub pds: Vec<Proc>,
     pub stores: Vec<Proc>,
+    /// The first PD member's address and status address.
     pub pd_addr: String,
     pub pd_status: String,
+    /// Every PD member's address, in member order (what stores and clients are given).
+    pub pd_addrs: Vec<String>,
+    pub pd_statuses: Vec<String>,
     pub store_addrs: Vec<String>,
     pub store_status: Vec<String>,
 }
 
 impl Cluster {
-    /// Starts the processes (it does not wait for them; see [`Cluster::wait_ready`]).
+    /// Starts a lone PD and the stores (it does not wait for them; see [`Cluster::wait_ready`]).
     pub fn start(dir: &Path, stores: usize, pd_extra: &[&str]) -> Cluster {
-        let ports = free_ports(2 + 2 * stores);
+        Cluster::start_with_pd_members(dir, stores, 1, pd_extra)
+    }
+
+    /// Starts `members` PD processes (replicated when more than one) and the stores.
+    pub fn start_with_pd_members(dir: &Path, stores: usize, members: usize, pd_extra: &[&str]) -> Cluster {
+        let ports = free_ports(2 * members + 2 * stores);
         let addr = |p: u16| format!("127.0.0.1:{p}");
-        let pd_addr = addr(ports[0]);
-        let pd_status = addr(ports[1]);
-        let mut pd_args: Vec<String> = vec![
-            "pd".into(),
-            "--addr".into(),
-            pd_addr.clone(),
-            "--status-addr".into(),
-            pd_status.clone(),
-            "--data-dir".into(),
-            dir.join("pd").display().to_string(),
-        ];
-        pd_args.extend(pd_extra.iter().map(|s| s.to_string()));
-        let pd = Proc::start(pd_args, dir.join("pd.log"));
-        let store_addrs: Vec<String> = (0..stores).map(|i| addr(ports[2 + 2 * i])).collect();
-        let store_status: Vec<String> = (0..stores).map(|i| addr(ports[3 + 2 * i])).collect();
+        let pd_addrs: Vec<String> = (0..members).map(|i| addr(ports[2 * i])).collect();
+        let pd_statuses: Vec<String> = (0..members).map(|i| addr(ports[2 * i + 1])).collect();
+        let pds = (0..members)
+            .map(|i| {
+                let data = if members == 1 { "pd".to_string() } else { format!("pd-{i}") };
+                let mut pd_args: Vec<String> = vec![
+                    "pd".into(),
+                    "--addr".into(),
+                    pd_addrs[i].clone(),
+                    "--status-addr".into(),
+                    pd_statuses[i].clone(),
+                    "--data-dir".into(),
+                    dir.join(&data).display().to_string(),
+                ];
+                if members > 1 {
+                    pd_args.extend(["--members".to_string(), pd_addrs.join(",")]);
+                }
+                pd_args.extend(pd_extra.iter().map(|s| s.to_string()));
+                Proc::start(pd_args, dir.join(format!("{data}.log")))
+            })
+            .collect();
+        let base = 2 * members;
+        let store_addrs: Vec<String> = (0..stores).map(|i| addr(ports[base + 2 * i])).collect();
+        let store_status: Vec<String> = (0..stores).map(|i| addr(ports[base + 1 + 2 * i])).collect();
         let stores = (0..stores)
             .map(|i| {
                 Proc::start(
                     vec![
                         "server".into(),
                         "--pd".into(),
-                        pd_addr.clone(),
+                        pd_addrs.join(","),
                         "--addr".into(),
                         store_addrs[i].clone(),
                         "--status-addr".into(),
@@ -163,7 +182,17 @@ impl Cluster {
                 )
             })
             .collect();
-        Cluster { dir: dir.to_path_buf(), pd, stores, pd_addr, pd_status, store_addrs, store_status }
+        Cluster {
+            dir: dir.to_path_buf(),
+            pds,
+            stores,
+            pd_addr: pd_addrs[0].clone(),
+            pd_status: pd_statuses[0].clone(),
+            pd_addrs,
+            pd_statuses,
+            store_addrs,
+            store_status,
+        }
     }
 
     /// Waits until a write through `keel ctl` succeeds.
@@ -181,7 +210,7 @@ impl Cluster {
     /// Runs `keel ctl --pd PD ARGS`: (success, stdout, stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["--log-level", "error", "ctl", "--pd", &self.pd_addr])
+            .args(["--log-level", "error", "ctl", "--pd", &self.pd_addrs.join(",")])
             .args(args)
             .output()
             .expect("run keel ctl");

@@ -6,7 +6,7 @@
 #![cfg(madsim)]
 
 use keel_client::{PdClient, RawClient};
-use keel_sim::cluster::Cluster;
+use keel_sim::cluster::{pd_endpoints, Cluster};
 use keel_sim::scenario::register::{start_cluster, Knobs};
 use madsim::runtime::Runtime;
 use std::time::Duration;
@@ -49,8 +49,8 @@ fn run(seed: u64) -> (usize, usize, Duration) {
         let (pd_addr, _) = start_cluster(&mut cluster, 3, 3, Knobs::CHECKED);
         cluster.add_client("client");
         let task = cluster.spawn_on("client", async move {
-            let client = RawClient::connect(vec![pd_addr.clone()]).await.expect("connect");
-            let pd = PdClient::new(vec![pd_addr]);
+            let client = RawClient::connect(pd_endpoints(&pd_addr)).await.expect("connect");
+            let pd = PdClient::new(pd_endpoints(&pd_addr));
             for chunk in (0..KEYS).collect::<Vec<_>>().chunks(50) {
                 let pairs = chunk.iter().map(|&i| (key(i), format!("value {i:032}").into_bytes()));
                 client.batch_put(pairs).await.expect("batch_put");

@@ -5,7 +5,7 @@
 #![cfg(madsim)]
 
 use keel_client::RawClient;
-use keel_sim::cluster::Cluster;
+use keel_sim::cluster::{pd_endpoints, Cluster};
 use keel_sim::scenario::register::{start_cluster, Knobs};
 use keel_storage::{CfName, Engine};
 use madsim::runtime::Runtime;
@@ -62,7 +62,7 @@ fn run(seed: u64) {
         let (pd_addr, stores) = start_cluster(&mut cluster, 3, 3, Knobs::CHECKED);
         cluster.add_client("client");
         let writes = cluster.spawn_on("client", async move {
-            let client = RawClient::connect(vec![pd_addr]).await.expect("connect");
+            let client = RawClient::connect(pd_endpoints(&pd_addr)).await.expect("connect");
             for i in 0..KEYS {
                 let value = format!("value {i}").into_bytes();
                 match ttl_of(i) {

@@ -316,18 +316,18 @@ mod sim {
     }
 
     /// One member of a three-member PD at `10.0.1.{i}` (its disk and clock kept by the test).
-    fn member_node(i: usize, members: Vec<String>, disk: SimEngine) -> NodeHandle {
+    fn member_node(i: usize, members: Vec<String>, disk: SimEngine, clock: Clock) -> NodeHandle {
         let addr = members[i - 1].clone();
         Handle::current()
             .create_node()
             .name(format!("pd-{i}"))
             .ip(format!("10.0.1.{i}").parse().unwrap())
             .init(move || {
-                let (disk, members, addr) = (disk.clone(), members.clone(), addr.clone());
+                let (disk, members, addr, clock) = (disk.clone(), members.clone(), addr.clone(), clock.clone());
                 async move {
                     let listener = TcpListener::bind(addr.as_str()).await.expect("bind");
                     let config = PdConfig { members, ..PdConfig::new(addr) };
-                    let result = run_pd(config, Arc::new(disk), Clock::new(), listener).await;
+                    let result = run_pd(config, Arc::new(disk), clock, listener).await;
                     panic!("pd member stopped: {result:?}");
                 }
             })
@@ -344,16 +344,27 @@ mod sim {
     /// The TSO of a replicated PD is linearizable while its leader is cut off from the other
     /// members (its clients still reach it) and later killed with its disk crashing: a
     /// timestamp handed out after another was received is larger, whichever member served
-    /// either. A deposed leader that kept serving from its old window would break this
-    /// (planted: without check_quorum and with a 10 s lease, every seed fails here).
+    /// either, while the members' clocks disagree by seconds. A new leader that did not resume
+    /// above the window its predecessor persisted through raft would break this (planted:
+    /// the TSO not persisting its window fails here).
     #[test]
     fn replicated_tso_is_linearizable_across_leader_isolation_and_kill() {
         for seed in 1..4u64 {
             Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(async move {
                 let members: Vec<String> = (1..=3).map(|i| format!("10.0.1.{i}:2379")).collect();
                 let disks: Vec<SimEngine> = (0..3).map(|_| SimEngine::new()).collect();
-                let nodes: Vec<NodeHandle> =
-                    (1..=3).map(|i| member_node(i, members.clone(), disks[i - 1].clone())).collect();
+                // The members' clocks disagree by seconds: a new leader whose clock is behind
+                // must still start above everything its predecessor served.
+                let clocks: Vec<Clock> = (0..3)
+                    .map(|i| {
+                        let clock = Clock::new();
+                        clock.set_offset_ms(-2_500 * i as i64);
+                        clock
+                    })
+                    .collect();
+                let nodes: Vec<NodeHandle> = (1..=3)
+                    .map(|i| member_node(i, members.clone(), disks[i - 1].clone(), clocks[i - 1].clone()))
+                    .collect();
                 let history = Arc::new(std::sync::Mutex::new(Vec::<TimedTs>::new()));
                 let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let mut workers = Vec::new();

@@ -442,8 +442,7 @@ impl Replica {
             }
         } else if self.leader_from.take().is_some() {
             trace_event!("pd.member.step_down", "{} term {}", self.config.advertise_addr, self.raw.raft.term);
-            *self.member.pd.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            let _ = self.member.staging.take();
+            self.drop_pd();
             self.lease_until = None;
             self.rounds.clear();
             for waiter in self.waiters.drain(..) {
@@ -452,11 +451,16 @@ impl Replica {
         }
     }
 
+    /// Drops the leader's `Pd` and whatever it staged and did not propose.
+    fn drop_pd(&self) {
+        *self.member.pd.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let _ = self.member.staging.take();
+    }
+
     /// Drops the leader's `Pd` and opens a new one once everything proposed so far applied.
     fn reopen_pd(&mut self) {
         trace_event!("pd.member.reopen", "{} drops a write it could not propose", self.config.advertise_addr);
-        *self.member.pd.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        let _ = self.member.staging.take();
+        self.drop_pd();
         self.leader_from = Some((self.raw.raft.raft_log.last_index(), self.raw.raft.term));
     }
 
